@@ -1,0 +1,34 @@
+"""What an analysis should compute: one frozen value shared by CLI, daemon and API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEAD_NEURON_METHODS = ("activation", "weight")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "elu", "silu", "sigmoid")
+INPUT_DISTRIBUTIONS = ("normal", "uniform")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Options for `analyze_checkpoint`; defaults are the documented defaults."""
+
+    # restrict to these networks (empty: all networks found)
+    networks: tuple[str, ...] = ()
+    # network name -> glob patterns over full dotted keys; overrides first-component grouping
+    network_patterns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    dead_neuron_method: str = "activation"
+    dead_neuron_samples: int = 1000
+    # a unit is dead when its activation variance over the samples is below this
+    dead_neuron_variance_threshold: float = 1e-6
+    # weight method: a unit is dead when its incoming-weight L2 norm is below this
+    dead_neuron_weight_threshold: float = 1e-3
+    activation: str = "relu"
+    input_distribution: str = "normal"
+    # "module:function" returning an nn.Module given the network name (see README)
+    model_factory: str | None = None
+    # the overfitting threshold the trend/recommendation logic uses
+    alpha_threshold: float = 2.0
+    seed: int = 0
+    threads: int = 1

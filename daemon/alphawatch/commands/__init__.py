@@ -1,0 +1,1 @@
+"""One module per subcommand; each imports heavy libraries only inside main()."""

@@ -1,0 +1,15 @@
+"""`alphawatch run` (placeholder until implemented)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def main(args: argparse.Namespace) -> int:
+    print("alphawatch: 'run' is not implemented yet", file=sys.stderr)
+    return 1

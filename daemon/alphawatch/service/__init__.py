@@ -1,0 +1,1 @@
+"""The daemon: watch, ledger, worker, metrics, stop signal, http."""
