@@ -1,0 +1,128 @@
+"""Tensors in, result schema out (docs/CONTRACTS.md): the one entry point CLI, daemon and API share."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from alphawatch.analysis.dead_neurons import dead_neurons
+from alphawatch.analysis.health import alpha_verdict, checkpoint_issues
+from alphawatch.analysis.matrices import network_units
+from alphawatch.analysis.options import AnalysisOptions
+from alphawatch.analysis.spectral import analyze_unit
+
+if TYPE_CHECKING:
+    import torch
+
+
+class CheckpointLike(Protocol):
+    """What `analyze_checkpoint` reads from `alphawatch.checkpoints.Checkpoint`."""
+
+    path: str
+    format: str
+    step: int | None
+    networks: Mapping[str, Mapping[str, torch.Tensor]]
+    keys: Mapping[str, Mapping[str, str]]
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Use `threads` intra-op threads inside the block, then restore the previous setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads and threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def summarize(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary over layers whose fit succeeded; failed and skipped layers are excluded."""
+    ok = [x for x in layers if x["status"] == "ok"]
+    alphas = [x["alpha"] for x in ok]
+    ranks = [x["stable_rank"] for x in ok if x["stable_rank"] is not None]
+    utils = [x["stable_rank"] / x["num_evals"] for x in ok if x["stable_rank"] is not None and x["num_evals"]]
+    norms = [x["log_spectral_norm"] for x in ok if x["log_spectral_norm"] is not None]
+    alpha = _mean(alphas)
+    return {
+        "alpha": alpha,
+        "alpha_std": statistics.pstdev(alphas) if alphas else None,
+        "alpha_min": min(alphas) if alphas else None,
+        "alpha_max": max(alphas) if alphas else None,
+        "stable_rank_mean": _mean(ranks),
+        "stable_rank_utilization": _mean(utils),
+        "log_spectral_norm_mean": _mean(norms),
+        "layers_analyzed": len(ok),
+        "layers_skipped": sum(1 for x in layers if x["status"] == "skipped"),
+        "layers_failed": sum(1 for x in layers if x["status"] == "failed"),
+        "health": alpha_verdict(alpha),
+    }
+
+
+def analyze_network(
+    tensors: Mapping[str, torch.Tensor],
+    keys: Mapping[str, str],
+    options: AnalysisOptions,
+    *,
+    name: str = "model",
+) -> dict[str, Any]:
+    """NetworkResult for one network's state dict; `name` is passed to a model factory."""
+    with torch_threads(options.threads):
+        layers = []
+        for unit in network_units(tensors, keys):
+            entry: dict[str, Any] = {
+                "name": unit.name,
+                "key": unit.key,
+                "shape": list(unit.shape),
+                "kind": unit.kind,
+            }
+            entry.update(analyze_unit(unit))
+            layers.append(entry)
+        summary = summarize(layers)
+        summary["dead_neurons"] = dead_neurons(tensors, name, options)
+    return {"summary": summary, "layers": layers}
+
+
+def analyze_checkpoint(ckpt: CheckpointLike, options: AnalysisOptions) -> dict[str, Any]:
+    """CheckpointResult: every (selected) network, plus the potential issues across them."""
+    wanted = list(options.networks) or list(ckpt.networks)
+    networks = {
+        name: analyze_network(ckpt.networks[name], ckpt.keys.get(name, {}), options, name=name)
+        for name in wanted
+        if name in ckpt.networks
+    }
+    issues = checkpoint_issues(networks)
+    missing = [n for n in wanted if n not in ckpt.networks]
+    if missing:
+        issues.append(
+            f"network(s) not in checkpoint: {', '.join(missing)} (found: {', '.join(ckpt.networks)})"
+        )
+    return {
+        "path": str(ckpt.path),
+        "step": ckpt.step,
+        "format": ckpt.format,
+        "networks": networks,
+        "issues": issues,
+    }
+
+
+def assert_finite(result: Any) -> None:
+    """Raise ValueError if a NaN or Inf hides anywhere in a result (tests and the worker use it)."""
+    if isinstance(result, float) and not math.isfinite(result):
+        raise ValueError("non-finite number in result")
+    if isinstance(result, Mapping):
+        for v in result.values():
+            assert_finite(v)
+    elif isinstance(result, (list, tuple)):
+        for v in result:
+            assert_finite(v)

@@ -1,0 +1,137 @@
+"""Verdicts and potential issues from the numbers (pure; no torch, no weightwatcher).
+
+Alpha bands come from the WeightWatcher papers and docs (Martin & Mahoney): alpha < 2 means
+the layer's spectrum is heavier-tailed than well-trained layers ever get (over-fit / over-
+trained; WW warns "over-trained" below 2.0), 2-6 is the well-trained range with ~2 the
+sweet spot, and alpha > 6 is WW's "under-trained" warning. The finer split (2-2.5 optimal,
+2.5-5 good, 5-6 undertrained) is the guide's. Edges: each band includes its lower edge;
+6.0 itself is still "undertrained" (WW warns only for alpha > 6).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+HEALTH_STATES = ("overfit", "optimal", "good", "undertrained", "severely_undertrained", "unknown")
+DEAD_NEURON_STATES = ("good", "moderate", "high", "critical", "unknown")
+
+# Potential-issue thresholds (documented in docs/analysis.md).
+ALPHA_STD_HIGH = 1.5  # std of layer alphas within one network
+SPECTRAL_NORM_HIGH = 5.0  # largest singular value sigma_max of a layer
+LOG_SPECTRAL_NORM_HIGH = math.log10(SPECTRAL_NORM_HIGH**2)  # WW's log10(sigma_max^2) ~ 1.398
+STABLE_RANK_UTILIZATION_LOW = 0.20  # stable rank / full rank
+ACTOR_CRITIC_ALPHA_GAP = 2.0
+
+
+def alpha_verdict(alpha: float | None) -> str:
+    """One of HEALTH_STATES for a (mean) alpha."""
+    if alpha is None or not math.isfinite(alpha):
+        return "unknown"
+    if alpha < 2.0:
+        return "overfit"
+    if alpha < 2.5:
+        return "optimal"
+    if alpha < 5.0:
+        return "good"
+    if alpha <= 6.0:
+        return "undertrained"
+    return "severely_undertrained"
+
+
+def dead_neuron_status(ratio: float | None) -> str:
+    """< 5% good, 5-15% moderate, 15-30% high, > 30% critical (lower edges inclusive)."""
+    if ratio is None or not math.isfinite(ratio):
+        return "unknown"
+    if ratio < 0.05:
+        return "good"
+    if ratio < 0.15:
+        return "moderate"
+    if ratio <= 0.30:
+        return "high"
+    return "critical"
+
+
+def _names(layers: Sequence[Mapping[str, Any]], limit: int = 3) -> str:
+    names = [str(layer["name"]) for layer in layers]
+    more = f", +{len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def network_issues(network: str, result: Mapping[str, Any]) -> list[str]:
+    """Potential issues of one NetworkResult, each prefixed with the network name."""
+    summary, layers = result["summary"], result["layers"]
+    issues: list[str] = []
+    nan_layers = [x for x in layers if x.get("reason") == "NaN/Inf weights"]
+    if nan_layers:
+        issues.append(
+            f"{network}: NaN/Inf weights in {len(nan_layers)} layer(s) ({_names(nan_layers)}): "
+            "checkpoint corrupt or training numerically unstable"
+        )
+    alpha = summary.get("alpha")
+    if alpha is not None and alpha < 2.0:
+        issues.append(f"{network}: mean alpha {alpha:.2f} < 2.0: overfit (early-stopping signal)")
+    elif alpha is not None and alpha > 6.0:
+        issues.append(f"{network}: mean alpha {alpha:.2f} > 6.0: severely undertrained (or not learning)")
+    std = summary.get("alpha_std")
+    if std is not None and summary.get("layers_analyzed", 0) >= 2 and std > ALPHA_STD_HIGH:
+        issues.append(f"{network}: high alpha variance across layers (std {std:.2f} > {ALPHA_STD_HIGH})")
+    loud = [
+        x
+        for x in layers
+        if x["status"] == "ok" and (x.get("log_spectral_norm") or 0.0) > LOG_SPECTRAL_NORM_HIGH
+    ]
+    if loud:
+        top = max(x["log_spectral_norm"] for x in loud)
+        issues.append(
+            f"{network}: spectral norm > {SPECTRAL_NORM_HIGH:g} (largest singular value, up to "
+            f"{10 ** (top / 2):.1f}) in {len(loud)} layer(s) ({_names(loud)}): possibly unstable"
+        )
+    util = summary.get("stable_rank_utilization")
+    if util is not None and util < STABLE_RANK_UTILIZATION_LOW:
+        issues.append(
+            f"{network}: stable rank uses {util:.0%} of full rank (< {STABLE_RANK_UTILIZATION_LOW:.0%}): "
+            "possibly over-parameterised"
+        )
+    failed = [x for x in layers if x["status"] == "failed" and x.get("reason") != "NaN/Inf weights"]
+    if failed:
+        issues.append(
+            f"{network}: power-law fit failed in {len(failed)} layer(s) ({_names(failed)}); excluded"
+        )
+    dead = summary.get("dead_neurons") or {}
+    if dead.get("status") in ("high", "critical"):
+        issues.append(
+            f"{network}: {dead['status']} dead-neuron ratio {dead['ratio']:.1%} "
+            f"({dead['count']}/{dead['total']}, {dead['method']}-based)"
+        )
+    return issues
+
+
+def _role_alpha(networks: Mapping[str, Mapping[str, Any]], role: str) -> float | None:
+    alphas = [
+        r["summary"]["alpha"]
+        for name, r in networks.items()
+        if role in name.lower() and "target" not in name.lower() and r["summary"]["alpha"] is not None
+    ]
+    return sum(alphas) / len(alphas) if alphas else None
+
+
+def actor_critic_issue(networks: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Actor vs critic alpha mismatch: |mean actor alpha - mean critic alpha| > 2 (targets ignored)."""
+    actor, critic = _role_alpha(networks, "actor"), _role_alpha(networks, "critic")
+    if actor is None or critic is None or abs(actor - critic) <= ACTOR_CRITIC_ALPHA_GAP:
+        return None
+    return (
+        f"actor vs critic alpha mismatch: actor {actor:.2f}, critic {critic:.2f} "
+        f"(|difference| > {ACTOR_CRITIC_ALPHA_GAP:g}): they are learning at different rates"
+    )
+
+
+def checkpoint_issues(networks: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """All potential issues of a checkpoint: per network, then across networks."""
+    issues = [issue for name, result in networks.items() for issue in network_issues(name, result)]
+    mismatch = actor_critic_issue(networks)
+    if mismatch:
+        issues.append(mismatch)
+    return issues

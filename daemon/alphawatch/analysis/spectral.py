@@ -1,0 +1,203 @@
+"""Per-layer spectral metrics: WeightWatcher's own power-law fit on a fast spectrum.
+
+The only module that imports `weightwatcher`. Why the split of work:
+
+- Eigenvalues: WeightWatcher on CPU runs a float64 SciPy SVD (90-99% of its time). We take
+  float32 `torch.linalg.svdvals(W) ** 2`, which gives the same alpha to ~4 decimals (see
+  tests/analysis/test_golden_weightwatcher.py and bench/bench_spectral.py).
+- Fit: WeightWatcher's own `fit_powerlaw` (its default `WW_powerlaw` fitter, EVALS_THRESH
+  filter, failure rules), called exactly as the default `analyze()` calls it.
+- Norm metrics: `stable_rank` and `log_spectral_norm` as WW's `apply_norm_metrics`
+  (spectral norm = largest eigenvalue of W^T W, i.e. sigma_max squared).
+- Skip rules as WW's `layer_supported` with analyze() defaults (pool=True).
+
+Importing weightwatcher sets the root logger to INFO with a stderr handler, silences all
+warnings process-wide and prints; `_weightwatcher()` undoes all of that, and every fit runs
+with stdout redirected and WW's logger muted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+import math
+import sys
+import warnings
+from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from alphawatch.analysis.matrices import Unit
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# WeightWatcher analyze() defaults (weightwatcher/constants.py, 0.7.7); checked in tests.
+MIN_EVALS = 8
+MAX_EVALS = 15000
+MAX_N = 50000
+NAN_REASON = "NaN/Inf weights"
+
+
+@contextlib.contextmanager
+def _contained() -> Iterator[None]:
+    """Run WeightWatcher code without it touching our stdout, root logger or warnings."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            root.handlers[:] = handlers  # drops the handler logging.basicConfig() added
+            root.setLevel(level)
+
+
+@functools.cache
+def _weightwatcher() -> ModuleType:
+    """Import weightwatcher once, with its import-time side effects contained."""
+    with _contained():
+        import weightwatcher  # noqa: F401  (side effects contained above)
+        import weightwatcher.weightwatcher as ww_module
+    ww_logger = logging.getLogger("weightwatcher")
+    ww_logger.setLevel(logging.CRITICAL)
+    ww_logger.propagate = False
+    if not any(isinstance(h, logging.NullHandler) for h in ww_logger.handlers):
+        ww_logger.addHandler(logging.NullHandler())  # keep logging.lastResort off stderr
+    return ww_module
+
+
+@functools.cache
+def _watcher() -> Any:
+    """One model-less WeightWatcher instance; only its `fit_powerlaw` method is used."""
+    ww = _weightwatcher()
+    with _contained():
+        return ww.WeightWatcher()
+
+
+def eigenvalues(unit: Unit) -> np.ndarray:
+    """Sorted eigenvalues of W^T W pooled over the unit's slices, float64, WW-normalised."""
+    import numpy as np
+    import torch
+
+    assert unit.stack is not None
+    with torch.no_grad():
+        sv = torch.linalg.svdvals(unit.stack.to(torch.float32))
+    evals = sv.double().pow(2).flatten().numpy() * unit.eval_scale
+    return np.sort(evals)
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def skip_reason(unit: Unit) -> str | None:
+    """WeightWatcher's layer_supported() rules (pool=True), as a reason, or None."""
+    if unit.skip_reason is not None or unit.stack is None:
+        return unit.skip_reason or "not a weight matrix"
+    rows, cols = int(unit.stack.shape[1]), int(unit.stack.shape[2])
+    n, m = max(rows, cols), min(rows, cols)
+    num_evals = m * unit.num_slices
+    if num_evals < MIN_EVALS:
+        return f"fewer than {MIN_EVALS} eigenvalues (min_evals): {num_evals}"
+    if num_evals > MAX_EVALS:
+        return f"more than {MAX_EVALS} eigenvalues (max_evals): {num_evals}"
+    if n > MAX_N:
+        return f"larger dimension {n} over {MAX_N} (max_N)"
+    return None
+
+
+def fit_powerlaw(evals: np.ndarray) -> dict[str, Any]:
+    """WeightWatcher's default power-law fit; alpha -1 / status failed as WW reports it.
+
+    Arguments are those `analyze()` passes with its defaults (fit=PL, pl_package="ww",
+    no fix_fingers, xmax=None). The eigenvalue floor is WW's CPU EVALS_THRESH (1e-5) even on
+    a CUDA machine, where WW itself would switch to a half-precision floor: our spectrum is
+    always float32, so the CPU floor is the right one.
+    """
+    import numpy as np
+
+    watcher = _watcher()  # first: it imports weightwatcher with its side effects contained
+    from weightwatcher import constants as c
+
+    with _contained(), np.errstate(all="ignore"):
+        alpha, _lam, xmin, _xmax, d, _sigma, spikes, _f, _raw, status, _w = watcher.fit_powerlaw(
+            evals,
+            xmin=None,
+            xmax=c.DEFAULT_XMAX,
+            plot=False,
+            savefig=False,
+            thresh=c.EVALS_THRESH,
+            fix_fingers=False,
+            xmin_max=None,
+            max_fingers=c.DEFAULT_MAX_FINGERS,
+            finger_thresh=c.DEFAULT_FINGER_THRESH,
+            fit_type=c.PL,
+            pl_package=c.WW_POWERLAW_PACKAGE,
+        )
+    ok = status == c.SUCCESS and alpha != -1 and _finite(alpha) is not None
+    return {
+        "ok": ok,
+        "alpha": _finite(alpha) if ok else None,
+        "D": _finite(d) if ok else None,
+        "xmin": _finite(xmin) if ok else None,
+        "num_pl_spikes": int(spikes) if ok else None,
+    }
+
+
+def norm_metrics(evals: np.ndarray) -> dict[str, float | None]:
+    """stable_rank and log_spectral_norm exactly as WW's apply_norm_metrics."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        norm = float(np.sum(evals))
+        spectral = float(np.max(evals))
+        return {
+            "stable_rank": _finite(norm / spectral) if spectral > 0 else None,
+            "log_spectral_norm": _finite(np.log10(spectral)) if spectral > 0 else None,
+        }
+
+
+def analyze_unit(unit: Unit) -> dict[str, Any]:
+    """The spectral fields of one layer entry (see CONTRACTS.md), never NaN."""
+    import torch
+
+    out: dict[str, Any] = {
+        "alpha": None,
+        "stable_rank": None,
+        "log_spectral_norm": None,
+        "D": None,
+        "xmin": None,
+        "num_pl_spikes": None,
+        "num_evals": None,
+        "status": "ok",
+        "reason": None,
+    }
+    if unit.stack is not None and not bool(torch.isfinite(unit.stack).all()):
+        out.update(status="failed", reason=NAN_REASON)
+        return out
+    reason = skip_reason(unit)
+    if reason is not None:
+        out.update(status="skipped", reason=reason)
+        return out
+    evals = eigenvalues(unit)
+    out["num_evals"] = int(evals.size)
+    out.update(norm_metrics(evals))
+    fit = fit_powerlaw(evals)
+    if not fit.pop("ok"):
+        out.update(status="failed", reason="power-law fit failed (WeightWatcher alpha -1)")
+        return out
+    out.update(fit)
+    return out
+
+
+def weightwatcher_version() -> str:
+    """Version of the wrapped WeightWatcher (for reports)."""
+    _weightwatcher()
+    return str(getattr(sys.modules.get("weightwatcher"), "__version__", "unknown"))
