@@ -1,0 +1,227 @@
+"""Prometheus metrics, built from the ledger at scrape time.
+
+    collector = LedgerCollector(ledger, runs=["sac"], per_layer=False, per_layer_limit=500)
+    registry = CollectorRegistry(); registry.register(collector)
+
+Why a custom collector (like prometheus_client's own ProcessCollector) instead of
+gauges the daemon sets: the ledger is the single source of truth, so every value is
+right after a restart (nothing to replay), can never drift from what is stored, and
+a checkpoint analyzed by an earlier process shows up on the first scrape.
+
+Every name is listed in `METRICS` (name, type, labels, help) and documented in
+docs/metrics.md. Null values (an alpha no layer could be fitted for) are omitted,
+never exported as NaN. Like node_exporter, the collector reports on itself:
+`alphawatch_scrape_collector_success{collector="ledger"}` is 0 (and the ledger-derived
+families are absent) when reading the ledger failed, so a broken ledger shows up on a
+dashboard without reading logs; `..._duration_seconds` says how long the read took.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from alphawatch import __version__
+from alphawatch.analysis.health import HEALTH_STATES
+from alphawatch.errors import REASONS
+from alphawatch.service.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+# 0.1 s (a tiny MLP) ... 30 min (a large model at low priority); roughly x2-x2.5 steps.
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0)
+
+RN = ("run", "network")
+# name -> (type, labels, help). Summary gauges read NetworkResult["summary"][key].
+METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "alphawatch_alpha": ("gauge", RN, "Mean power-law alpha over the network's fitted layers, newest "
+                         "analyzed checkpoint. < 2 over-fit, 2-6 well trained, > 6 under-trained."),
+    "alphawatch_alpha_min": ("gauge", RN, "Smallest layer alpha of the network, newest analyzed checkpoint."),
+    "alphawatch_alpha_max": ("gauge", RN, "Largest layer alpha of the network, newest analyzed checkpoint."),
+    "alphawatch_stable_rank_mean": ("gauge", RN, "Mean stable rank (sum of squared singular values "
+                                    "over the largest squared one) of the network's layers."),
+    "alphawatch_log_spectral_norm_mean": ("gauge", RN, "Mean log10 of the squared largest singular "
+                                          "value of the network's layers."),
+    "alphawatch_layers_analyzed": ("gauge", RN, "Layers of the network whose power-law fit succeeded."),
+    "alphawatch_dead_neurons": ("gauge", RN, "Dead units found in the network (see alphawatch_neurons)."),
+    "alphawatch_neurons": ("gauge", RN, "Units checked for the dead-neuron count."),
+    "alphawatch_dead_neuron_ratio": ("gauge", RN, "Dead units over units checked (0-1)."),
+    "alphawatch_health": ("gauge", (*RN, "status"), "1 for the network's current alpha verdict, 0 for "
+                          "the other verdicts (overfit, optimal, good, undertrained, ...)."),
+    "alphawatch_checkpoint_step": ("gauge", ("run",), "Training step of the newest analyzed checkpoint."),
+    "alphawatch_last_analysis_timestamp_seconds": ("gauge", ("run",), "Unix time the run's most recent "
+                                                   "successful analysis finished."),
+    "alphawatch_checkpoints": ("gauge", ("run", "status"), "Checkpoints in the ledger by status "
+                               "(pending, analyzing, done, failed, skipped)."),
+    "alphawatch_checkpoint_failures": ("counter", ("run", "reason"), "Failed analysis attempts by reason "
+                                       "(retried attempts count each time)."),
+    "alphawatch_analysis_duration_seconds": ("histogram", ("run",), "Wall-clock time of each finished "
+                                             "analysis attempt (done or failed)."),
+    "alphawatch_stop_signal": ("gauge", ("run",), "1 once the daemon has written the run's "
+                               "stop-signal file, else 0."),
+    "alphawatch_layer_alpha": ("gauge", (*RN, "layer"), "Alpha of one layer, newest analyzed checkpoint "
+                               "(only with metrics.per_layer; capped at metrics.per_layer_limit series)."),
+    "alphawatch_build_info": ("gauge", ("version",), "Always 1; the alphawatch version as a label."),
+    "alphawatch_scrape_collector_success": ("gauge", ("collector",), "1 if the collector read its source "
+                                            "without error during this scrape, else 0."),
+    "alphawatch_scrape_collector_duration_seconds": ("gauge", ("collector",), "Time the collector took "
+                                                     "during this scrape."),
+}
+# Summary gauge -> key in NetworkResult["summary"]
+_SUMMARY_GAUGES = {
+    "alphawatch_alpha": "alpha",
+    "alphawatch_alpha_min": "alpha_min",
+    "alphawatch_alpha_max": "alpha_max",
+    "alphawatch_stable_rank_mean": "stable_rank_mean",
+    "alphawatch_log_spectral_norm_mean": "log_spectral_norm_mean",
+    "alphawatch_layers_analyzed": "layers_analyzed",
+}
+_DEAD_GAUGES = {"alphawatch_dead_neurons": "count", "alphawatch_neurons": "total",
+                "alphawatch_dead_neuron_ratio": "ratio"}
+
+
+def _family(name: str) -> Any:
+    """An empty family of the right type (Any: the families' add_metric signatures differ)."""
+    kind, labels, doc = METRICS[name]
+    if kind == "counter":
+        return CounterMetricFamily(name, doc, labels=labels)
+    if kind == "histogram":
+        return HistogramMetricFamily(name, doc, labels=labels)
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+def _number(value: Any) -> float | None:
+    """A finite number, or None (nulls and non-numbers are omitted, never NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def histogram_buckets(values: Sequence[float], bounds: Sequence[float] = DURATION_BUCKETS,
+                      ) -> list[tuple[str, float]]:
+    """Cumulative (le, count) pairs ending with +Inf, as the exposition format wants."""
+    ordered = sorted(values)
+    out, i = [], 0
+    for bound in bounds:
+        while i < len(ordered) and ordered[i] <= bound:
+            i += 1
+        out.append((floatToGoString(bound), float(i)))
+    out.append(("+Inf", float(len(ordered))))
+    return out
+
+
+class LedgerCollector(Collector):
+    """Builds every alphawatch_* family from the ledger on each `collect()`.
+
+    `runs`: the configured run names, so a run with no checkpoint yet still exports
+    its zero counts; runs found in the ledger are added.
+    """
+
+    def __init__(self, ledger: Ledger, runs: Iterable[str] = (), *, per_layer: bool = False,
+                 per_layer_limit: int = 500, version: str = __version__) -> None:
+        self.ledger = ledger
+        self.runs = tuple(runs)
+        self.per_layer = per_layer
+        self.per_layer_limit = per_layer_limit
+        self.version = version
+
+    def describe(self) -> Iterator[Metric]:
+        """The names, without reading the ledger (the registry checks duplicates with this)."""
+        for name in METRICS:
+            yield _family(name)
+
+    def collect(self) -> Iterator[Metric]:
+        start = time.perf_counter()
+        try:
+            families = self._ledger_families()
+            success = 1.0
+        except Exception as exc:  # a scrape must answer; the failure is itself a metric
+            log.warning("metrics: reading the ledger failed: %s: %s", type(exc).__name__, exc)
+            families, success = [], 0.0
+        yield from families
+        info = _family("alphawatch_build_info")
+        info.add_metric([self.version], 1.0)
+        yield info
+        ok = _family("alphawatch_scrape_collector_success")
+        ok.add_metric(["ledger"], success)
+        yield ok
+        took = _family("alphawatch_scrape_collector_duration_seconds")
+        took.add_metric(["ledger"], time.perf_counter() - start)
+        yield took
+
+    def _ledger_families(self) -> list[Metric]:
+        fam: dict[str, Any] = {name: _family(name) for name in METRICS
+               if not name.startswith(("alphawatch_build", "alphawatch_scrape"))}
+        layer_series = 0
+        for run in sorted(set(self.runs) | set(self.ledger.runs())):
+            self._run_families(fam, run)
+            latest = self.ledger.latest_done(run)
+            if latest is None or not isinstance(latest.result, dict):
+                continue
+            step = _number(latest.step if latest.step is not None else latest.result.get("step"))
+            if step is not None:
+                fam["alphawatch_checkpoint_step"].add_metric([run], step)
+            for network, result in sorted((latest.result.get("networks") or {}).items()):
+                self._network_families(fam, run, str(network), result if isinstance(result, dict) else {})
+                if self.per_layer:
+                    layer_series = self._layer_families(fam, run, str(network), result, layer_series)
+        if not self.per_layer:
+            del fam["alphawatch_layer_alpha"]
+        return list(fam.values())
+
+    def _run_families(self, fam: dict[str, Any], run: str) -> None:
+        for status, count in self.ledger.status_counts(run).items():
+            fam["alphawatch_checkpoints"].add_metric([run, status], float(count))
+        failures = {**dict.fromkeys(REASONS, 0), **self.ledger.failure_counts(run)}
+        for reason, count in sorted(failures.items()):
+            fam["alphawatch_checkpoint_failures"].add_metric([run, reason], float(count))
+        durations = self.ledger.durations(run)
+        fam["alphawatch_analysis_duration_seconds"].add_metric(
+            [run], histogram_buckets(durations), sum(durations))
+        fam["alphawatch_stop_signal"].add_metric([run], 1.0 if self.ledger.stop_recorded(run) else 0.0)
+        finished = self.ledger.last_finished_at(run)
+        if finished is not None:
+            fam["alphawatch_last_analysis_timestamp_seconds"].add_metric([run], finished)
+
+    @staticmethod
+    def _network_families(fam: dict[str, Any], run: str, network: str, result: dict[str, Any]) -> None:
+        summary = result.get("summary") or {}
+        for name, key in _SUMMARY_GAUGES.items():
+            value = _number(summary.get(key))
+            if value is not None:
+                fam[name].add_metric([run, network], value)
+        dead = summary.get("dead_neurons") or {}
+        for name, key in _DEAD_GAUGES.items():
+            value = _number(dead.get(key)) if isinstance(dead, dict) else None
+            if value is not None:
+                fam[name].add_metric([run, network], value)
+        verdict = summary.get("health") if summary.get("health") in HEALTH_STATES else "unknown"
+        for state in HEALTH_STATES:
+            fam["alphawatch_health"].add_metric([run, network, state], 1.0 if state == verdict else 0.0)
+
+    def _layer_families(self, fam: dict[str, Any], run: str, network: str, result: Any,
+                        used: int) -> int:
+        layers = result.get("layers") if isinstance(result, dict) else None
+        for layer in layers or []:
+            if used >= self.per_layer_limit:
+                break
+            value = _number(layer.get("alpha")) if isinstance(layer, dict) else None
+            if value is not None:
+                fam["alphawatch_layer_alpha"].add_metric([run, network, str(layer.get("name"))], value)
+                used += 1
+        return used
+
+
+__all__ = ["DURATION_BUCKETS", "METRICS", "LedgerCollector", "histogram_buckets"]
