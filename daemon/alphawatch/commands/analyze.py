@@ -1,15 +1,312 @@
-"""`alphawatch analyze` (placeholder until implemented)."""
+"""`alphawatch analyze`: analyze checkpoints once, print the health report, write files.
+
+The flags are those users of the original `analyze_network_health.py` script know.
+Every checkpoint is analyzed even when others fail; a refused or failed file costs one
+line on stderr (never a traceback) and makes the exit code 3.
+
+Exit codes: 0 all analyzed; 2 usage or configuration error (bad flags, nothing to
+analyze, an output location that cannot be created); 3 one or more checkpoints refused
+or failed (the rest are still analyzed and reported).
+
+torch, weightwatcher and matplotlib are imported inside `main()` only (via the
+checkpoints/analysis/report modules), so `alphawatch --help` stays instant.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import fnmatch
+import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from alphawatch.analysis.options import ACTIVATIONS, DEAD_NEURON_METHODS, AnalysisOptions
+
+EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
+PROG = "alphawatch analyze"
+# File names a directory given on the command line is expanded to, besides anything whose
+# content sniffs as a checkpoint. A known suffix that fails to load is reported, not skipped.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".zip", ".tar", ".pkl", ".model")
+IGNORED_NAMES = ("*.tmp", "*.part", "*.partial", "tmp-checkpoint-*", ".*", "*~", "*.swp")
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: exit code 2, one line."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    """Flags of `alphawatch analyze` (called by alphawatch.cli)."""
+    parser.add_argument("paths", nargs="*", metavar="CKPT",
+                        help="checkpoint files or folders (same as --checkpoint)")
+    parser.add_argument("--checkpoint", "-c", dest="checkpoints", nargs="+", action="extend",
+                        default=[], metavar="CKPT",
+                        help="checkpoint file(s) or folder(s); a folder that is not itself a "
+                             "checkpoint (HF/DCP) is expanded to the checkpoints directly inside it")
+    parser.add_argument("--output-dir", "-o", type=Path, metavar="DIR",
+                        help="write network_health_report.txt, <network>_details.csv, "
+                             "<network>_health_metrics.png and results.json here")
+    parser.add_argument("--json", dest="json_path", metavar="PATH",
+                        help="write the results as JSON to PATH ('-' for stdout; the console "
+                             "summary then goes to stderr)")
+    parser.add_argument("--networks", nargs="+", metavar="NAME",
+                        help="analyze only these networks (e.g. actor critic_1)")
+    parser.add_argument("--dead-neuron-method", choices=DEAD_NEURON_METHODS,
+                        help="activation (default): run sample inputs through the rebuilt "
+                             "network; weight: incoming-weight norms")
+    parser.add_argument("--dead-neuron-samples", type=_positive_int, metavar="N",
+                        help="sample inputs for the activation method (default 1000)")
+    parser.add_argument("--activation", choices=ACTIVATIONS,
+                        help="activation used to rebuild Linear chains (default relu)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="read defaults from the `analysis:` section of a daemon config")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="with --output-dir, skip the PNG plots (faster)")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no console summary, no progress bar (errors are still printed)")
+
+
+def build_options(args: argparse.Namespace) -> AnalysisOptions:
+    """Defaults < the config file's `analysis:` section < command-line flags."""
+    options = AnalysisOptions()
+    if args.config is not None:
+        options = _config_options(args.config)
+    changes: dict[str, Any] = {}
+    if args.networks:
+        changes["networks"] = tuple(dict.fromkeys(args.networks))
+    for flag in ("dead_neuron_method", "dead_neuron_samples", "activation"):
+        if getattr(args, flag) is not None:
+            changes[flag] = getattr(args, flag)
+    return dataclasses.replace(options, **changes)
+
+
+def _config_options(path: Path) -> AnalysisOptions:
+    from alphawatch.errors import ConfigError
+
+    try:
+        from alphawatch.config import load_config
+    except ImportError:
+        raise UsageError("--config is not available in this build (alphawatch.config.load_config "
+                         "is missing)") from None
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist")
+    try:
+        return load_config(path).analysis
+    except ConfigError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+def _ignored(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED_NAMES)
+
+
+def expand(
+    paths: Sequence[str], sniff: Callable[[Path], str]
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Inputs -> (checkpoint paths in the order given, failures for folders holding none).
+
+    A folder that sniffs as a checkpoint (Hugging Face, DCP) is one checkpoint. Any other
+    folder is expanded, not recursively, to the entries directly inside it that look like
+    checkpoints: a known suffix (so a broken `.pt` is reported, not skipped) or content that
+    sniffs as one. Hidden and temporary files are ignored. Duplicates are dropped.
+    """
+    from alphawatch.errors import CheckpointError
+
+    found: dict[str, None] = {}
+    empty: list[dict[str, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            found.setdefault(raw, None)
+            continue
+        try:
+            sniff(path)
+            found.setdefault(raw, None)
+            continue
+        except CheckpointError as exc:
+            reason = exc.reason
+        try:
+            children = sorted(path.iterdir())
+        except OSError as exc:
+            empty.append({"path": raw, "reason": "unreadable",
+                          "message": f"{raw}: cannot list the folder: {exc.strerror or exc}"})
+            continue
+        inside = [str(child) for child in children if _looks_like_checkpoint(child, sniff)]
+        if not inside:
+            empty.append({"path": raw, "reason": reason,
+                          "message": f"{raw} is a folder that is not a checkpoint and holds no "
+                                     "checkpoint files directly inside it"})
+        for child in inside:
+            found.setdefault(child, None)
+    return list(found), empty
+
+
+def _looks_like_checkpoint(child: Path, sniff: Callable[[Path], str]) -> bool:
+    from alphawatch.errors import CheckpointError
+
+    if _ignored(child.name):
+        return False
+    if child.is_file() and child.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return True
+    try:
+        sniff(child)
+    except (CheckpointError, OSError):
+        return False
+    return True
+
+
+def failure_line(path: str, message: str, reason: str) -> str:
+    """The one stderr line for a file that was not analyzed; always names the file."""
+    text = " ".join(message.split())  # one line, whatever the message holds
+    if path not in text:
+        text = f"{path}: {text}"
+    return f"{PROG}: {text} [{reason}]"
+
+
+def _progress(items: Sequence[str], quiet: bool) -> Any:
+    """A tqdm bar on stderr for several checkpoints on a terminal; silent in logs and pipes."""
+    from tqdm import tqdm
+
+    show = not quiet and len(items) > 1 and sys.stderr.isatty()
+    return tqdm(items, desc="analyzing", unit="ckpt", file=sys.stderr, disable=not show,
+                dynamic_ncols=True, leave=False)
+
+
+def analyze_paths(
+    paths: Sequence[str], options: AnalysisOptions, quiet: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Load and analyze each path; errors become failure records, each printed as one line."""
+    from tqdm import tqdm
+
+    from alphawatch.analysis import analyze_checkpoint
+    from alphawatch.checkpoints import load
+    from alphawatch.errors import CheckpointError
+
+    patterns = dict(options.network_patterns) or None
+    results: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    bar = _progress(paths, quiet)
+    for path in bar:
+        bar.set_postfix_str(os.path.basename(path), refresh=False)
+        try:
+            ckpt = load(Path(path), network_patterns=patterns)
+            result = analyze_checkpoint(ckpt, options)
+            del ckpt  # free the tensors before the next file
+            if not result["networks"]:
+                raise CheckpointError("no_weights", f"{path}: none of the requested networks is in "
+                                      f"this file; {'; '.join(result['issues'])}")
+            results.append(result)
+        except CheckpointError as exc:
+            failures.append({"path": path, "reason": exc.reason, "message": exc.message})
+        except MemoryError:
+            failures.append({"path": path, "reason": "out_of_memory",
+                             "message": f"{path}: ran out of memory while analyzing"})
+        except Exception as exc:  # a bug or an unforeseen file: report it, go on with the rest
+            failures.append({"path": path, "reason": "internal_error",
+                             "message": f"{path}: analysis failed: {type(exc).__name__}: {exc}"})
+        else:
+            continue
+        last = failures[-1]
+        tqdm.write(failure_line(path, last["message"], last["reason"]), file=sys.stderr)
+    bar.close()
+    return results, failures
+
+
+def in_step_order(results: Sequence[dict[str, Any]], order: Iterable[str]) -> list[dict[str, Any]]:
+    """Results sorted as the trend ordered them (training step), unknown paths last."""
+    rank = {path: i for i, path in enumerate(order)}
+    return sorted(results, key=lambda r: rank.get(r["path"], len(rank)))
+
+
+def _swallowed_hint(networks: Sequence[str] | None) -> str:
+    """`--networks actor ckpt.pt` makes the path a network name; say so instead of guessing."""
+    paths = [n for n in networks or () if os.path.exists(n)]
+    if not paths:
+        return ""
+    return (f"; {paths[0]!r} was taken as a network name: put paths before --networks "
+            "or give them with --checkpoint")
+
+
+def _prepare_outputs(args: argparse.Namespace) -> None:
+    """Create output folders before spending minutes on analysis, so a typo fails fast."""
+    targets = [args.output_dir] if args.output_dir else []
+    if args.json_path and args.json_path != "-":
+        if Path(args.json_path).is_dir():
+            raise UsageError(f"--json {args.json_path} is a folder; give a file name (or '-')")
+        targets.append(Path(args.json_path).parent)
+    for folder in targets:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"output folder {folder} is not writable")
+
+
+def _emit(document: dict[str, Any], args: argparse.Namespace, threshold: float) -> None:
+    from alphawatch.report import json_report, text, write_reports
+
+    console: TextIO | None = None if args.quiet else sys.stdout
+    if args.json_path == "-":
+        json_report.dump(document, sys.stdout)
+        console = None if args.quiet else sys.stderr
+    elif args.json_path:
+        json_report.write(document, Path(args.json_path))
+    if console is not None:
+        console.write(text.render(document, threshold))
+        console.flush()
+    if args.output_dir:
+        written = write_reports(document, args.output_dir, threshold=threshold, plots=not args.no_plots)
+        if console is not None:
+            console.write(f"Reports written to {args.output_dir}: {_describe(written)}\n")
+
+
+def _describe(paths: Sequence[Path]) -> str:
+    """`network_health_report.txt, results.json, 5 CSV, 6 PNG` (the names are in the folder)."""
+    named = [p.name for p in paths if p.suffix in (".txt", ".json")]
+    counts = [f"{sum(p.suffix == s for p in paths)} {s[1:].upper()}" for s in (".csv", ".png")]
+    return ", ".join(named + [c for c in counts if not c.startswith("0 ")])
 
 
 def main(args: argparse.Namespace) -> int:
-    print("alphawatch: 'analyze' is not implemented yet", file=sys.stderr)
-    return 1
+    """Run the analysis; return the exit code (see the module docstring)."""
+    inputs = list(args.checkpoints) + list(args.paths)
+    try:
+        if not inputs:
+            raise UsageError("no checkpoints given (use --checkpoint CKPT ... or bare paths)"
+                             + _swallowed_hint(args.networks))
+        options = build_options(args)
+        _prepare_outputs(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from alphawatch.analysis.trend import trend
+    from alphawatch.checkpoints import sniff
+    from alphawatch.report.json_report import build_document
+
+    paths, failures = expand(inputs, sniff)
+    for failure in failures:
+        print(failure_line(failure["path"], failure["message"], failure["reason"]), file=sys.stderr)
+    results, load_failures = analyze_paths(paths, options, quiet=args.quiet)
+    failures += load_failures
+    summary_trend = trend(results, threshold=options.alpha_threshold)
+    document = build_document(in_step_order(results, summary_trend["order"]), failures, summary_trend)
+    try:
+        _emit(document, args, options.alpha_threshold)
+    except OSError as exc:
+        print(f"{PROG}: error: cannot write reports: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_FAILED if failures else EXIT_OK

@@ -1,0 +1,76 @@
+"""`results.json` / `analyze --json`: the result schema as strict JSON.
+
+Strict means `allow_nan=False`: `NaN` and `Infinity` are not JSON and break `jq`, browsers
+and most parsers. The engine promises never to produce them; as a second line of defence
+`to_jsonable` turns any non-finite float into `null` (and numpy scalars/arrays into plain
+Python) so a report is always written and always parses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+RESULTS_FILENAME = "results.json"
+
+
+def build_document(
+    checkpoints: Sequence[Mapping[str, Any]],
+    failures: Sequence[Mapping[str, Any]],
+    trend: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The `analyze --json` document: `{"checkpoints", "failures", "trend"}`."""
+    return {"checkpoints": list(checkpoints), "failures": list(failures), "trend": dict(trend)}
+
+
+def to_jsonable(value: Any) -> Any:
+    """A copy that `json.dumps(..., allow_nan=False)` accepts: no NaN/Inf, no numpy types."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalar or array, torch tensor
+        return to_jsonable(value.tolist())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot put a {type(value).__name__} into the JSON report")
+
+
+def dumps(document: Mapping[str, Any], indent: int | None = 2) -> str:
+    """Strict JSON text of a document."""
+    return json.dumps(to_jsonable(document), indent=indent, allow_nan=False)
+
+
+def dump(document: Mapping[str, Any], stream: TextIO) -> None:
+    """Write strict JSON plus a newline to an open text stream (e.g. stdout)."""
+    stream.write(dumps(document))
+    stream.write("\n")
+    stream.flush()
+
+
+def write(document: Mapping[str, Any], path: Path) -> Path:
+    """Write the document to `path` atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = dumps(document) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

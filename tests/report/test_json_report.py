@@ -1,0 +1,49 @@
+"""results.json / --json: strict JSON in the analyze document shape."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from alphawatch.report import json_report
+
+
+def _strict_load(text: str) -> Any:
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-strict JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_document_round_trips(tmp_path, multi_doc: dict[str, Any]) -> None:
+    path = json_report.write(multi_doc, tmp_path / "sub" / "results.json")
+    loaded = _strict_load(path.read_text(encoding="utf-8"))
+    assert loaded == multi_doc
+    assert set(loaded) == {"checkpoints", "failures", "trend"}
+    assert not list(path.parent.glob(".*.tmp"))  # the temp file was renamed away
+
+
+def test_non_finite_and_numpy_values_never_reach_the_file(single_doc: dict[str, Any]) -> None:
+    layer = single_doc["checkpoints"][0]["networks"]["actor"]["layers"][0]
+    layer["alpha"] = float("nan")
+    layer["D"] = np.float32(0.25)
+    layer["num_evals"] = np.int64(256)
+    layer["shape"] = np.array([256, 256])
+    layer["xmin"] = -math.inf
+    loaded = _strict_load(json_report.dumps(single_doc))
+    out = loaded["checkpoints"][0]["networks"]["actor"]["layers"][0]
+    assert out["alpha"] is None and out["xmin"] is None
+    assert out["D"] == pytest.approx(0.25) and out["num_evals"] == 256 and out["shape"] == [256, 256]
+
+
+def test_unknown_objects_are_an_error_not_a_repr() -> None:
+    with pytest.raises(TypeError):
+        json_report.dumps({"checkpoints": [object()]})
+
+
+def test_build_document_shape(multi_doc: dict[str, Any]) -> None:
+    doc = json_report.build_document(multi_doc["checkpoints"], multi_doc["failures"], multi_doc["trend"])
+    assert doc == multi_doc
