@@ -21,11 +21,16 @@ if TYPE_CHECKING:
 class CheckpointLike(Protocol):
     """What `analyze_checkpoint` reads from `alphawatch.checkpoints.Checkpoint`."""
 
-    path: str
-    format: str
-    step: int | None
-    networks: Mapping[str, Mapping[str, torch.Tensor]]
-    keys: Mapping[str, Mapping[str, str]]
+    @property
+    def path(self) -> str: ...
+    @property
+    def format(self) -> str: ...
+    @property
+    def step(self) -> int | None: ...
+    @property
+    def networks(self) -> Mapping[str, Mapping[str, torch.Tensor]]: ...
+    @property
+    def keys(self) -> Mapping[str, Mapping[str, str]]: ...
 
 
 @contextlib.contextmanager
