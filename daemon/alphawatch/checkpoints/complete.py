@@ -1,0 +1,115 @@
+"""Is this checkpoint finished? Cheap structural checks, no torch, never raises.
+
+Producers write in place (torch.save), copy slowly, or rename folders into place; the
+daemon asks this before queuing anything. Each rule checks the part a writer puts
+down last (see docs/checkpoints.md, "Completeness").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+from alphawatch.checkpoints import pickle_scan, zipinfo
+from alphawatch.checkpoints.sniff import HF_CHECKPOINT_DIR, HF_INDEX_FILE, HF_WEIGHT_FILE, sniff
+
+
+def is_complete(path: Path) -> bool:
+    """True only when the file/folder is structurally whole; False on any doubt or error."""
+    try:
+        path = Path(path)
+        fmt = sniff(path)
+        if fmt in ("torch_zip", "sb3_zip"):
+            return zipinfo.zip_is_complete(path)
+        if fmt == "torch_legacy":
+            return pickle_scan.legacy_torch_is_complete(path)
+        if fmt == "safetensors":
+            return safetensors_is_complete(path)
+        if fmt == "dcp_folder":
+            return (path / ".metadata").is_file()
+        if fmt == "hf_folder":
+            return hf_folder_is_complete(path)
+        return False
+    except Exception:  # the contract: never raises; "not complete" is the safe answer
+        return False
+
+
+def safetensors_expected_size(path: Path) -> int | None:
+    """8 + header length + end of the last tensor's data, per the header; None if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                return None
+            header_len = struct.unpack("<Q", raw)[0]
+            if header_len > path.stat().st_size - 8:
+                return None
+            header = json.loads(fh.read(header_len))
+        if not isinstance(header, dict):
+            return None
+        end = 0
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            begin_end = entry.get("data_offsets") if isinstance(entry, dict) else None
+            if not isinstance(begin_end, list) or len(begin_end) != 2:
+                return None
+            end = max(end, int(begin_end[1]))
+        return 8 + header_len + end
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def safetensors_is_complete(path: Path) -> bool:
+    """Header length + the largest data offset account for every byte of the file."""
+    try:
+        return safetensors_expected_size(path) == path.stat().st_size
+    except OSError:
+        return False
+
+
+def _weight_files(folder: Path, names: set[str]) -> list[Path] | None:
+    """The weights an HF folder promises: an index's shards, else its weight files."""
+    for index_name in sorted(n for n in names if HF_INDEX_FILE.match(n)):
+        with open(folder / index_name, encoding="utf-8") as fh:
+            index = json.load(fh)
+        shards = set(index.get("weight_map", {}).values())
+        if not shards or any("/" in s or s.startswith(".") for s in shards):
+            return None
+        return [folder / s for s in sorted(shards)]
+    files = [folder / n for n in sorted(names) if HF_WEIGHT_FILE.match(n)]
+    if not files:
+        files = [folder / n for n in sorted(names) if n.endswith(".safetensors")]
+    return files or None
+
+
+def _weights_file_complete(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        fmt = sniff(path)
+    except Exception:
+        return False
+    if fmt == "safetensors":
+        return safetensors_is_complete(path)
+    if fmt == "torch_zip":
+        return zipinfo.zip_is_complete(path)
+    if fmt == "torch_legacy":
+        return pickle_scan.legacy_torch_is_complete(path)
+    return False
+
+
+def hf_folder_is_complete(folder: Path) -> bool:
+    """`checkpoint-N/`: trainer_state.json (the HF Trainer writes it last) and whole weights.
+
+    Any other HF folder (a plain `save_pretrained`): every weights file it names is whole.
+    """
+    names = set(os.listdir(folder))
+    if HF_CHECKPOINT_DIR.match(folder.name) and "trainer_state.json" not in names:
+        return False
+    files = _weight_files(folder, names)
+    if not files:
+        return False
+    return all(_weights_file_complete(f) for f in files)

@@ -1,0 +1,98 @@
+"""`load`: resolve safely, sniff, read with the format's module, unwrap, group.
+
+The one place untrusted checkpoint bytes become tensors. Every failure leaves as a
+CheckpointError naming the file; anything unexpected is `internal_error`, never a raw
+exception (the worker turns it into a ledger row, not a crash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from alphawatch.checkpoints import grouping, unwrap
+from alphawatch.checkpoints.hf_folder import load_hf_folder
+from alphawatch.checkpoints.model import Checkpoint
+from alphawatch.checkpoints.safetensors_file import load_safetensors
+from alphawatch.checkpoints.safety import resolve_within
+from alphawatch.checkpoints.sb3_zip import load_sb3_zip
+from alphawatch.checkpoints.sniff import sniff
+from alphawatch.checkpoints.steps import parse_step, step_from_content
+from alphawatch.checkpoints.torch_file import load_torch_file
+from alphawatch.errors import CheckpointError
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    root: Path | None = None,
+    network_patterns: Mapping[str, Sequence[str]] | None = None,
+) -> Checkpoint:
+    """See `alphawatch.checkpoints.load`."""
+    try:
+        return _load(path, root, network_patterns)
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise CheckpointError("out_of_memory", f"{path}: ran out of memory while loading") from None
+    except PermissionError:
+        raise CheckpointError("unreadable", f"{path}: permission denied") from None
+    except Exception as exc:
+        raise CheckpointError(
+            "internal_error", f"{path}: unexpected {type(exc).__name__} while loading: {str(exc)[:200]}"
+        ) from exc
+
+
+def _read(
+    resolved: Path, fmt: str, display: str, root: Path | None
+) -> tuple[Any, str, list[str], int | None]:
+    """(object holding the weights, reported format, notes, step the format itself knows)."""
+    if fmt in ("torch_zip", "torch_legacy"):
+        obj = load_torch_file(resolved, display, mmap=fmt == "torch_zip")
+        reported = "lightning" if unwrap.is_lightning(obj) else fmt
+        return obj, reported, [], step_from_content(obj)
+    if fmt == "safetensors":
+        tensors, skipped = load_safetensors(resolved, display)
+        notes = [f"ignored {skipped} non-floating tensors"] if skipped else []
+        return tensors, fmt, notes, None
+    if fmt == "hf_folder":
+        merged, notes, step = load_hf_folder(resolved, display, root)
+        return merged, fmt, notes, step
+    if fmt == "sb3_zip":
+        obj, notes, step = load_sb3_zip(resolved, display)
+        return obj, fmt, notes, step
+    if fmt == "dcp_folder":
+        raise CheckpointError(
+            "unsupported",
+            f"{display}: a torch.distributed.checkpoint folder; its .metadata is an unrestricted pickle, "
+            "so alphawatch does not read it (convert with torch.distributed.checkpoint.format_utils)",
+        )
+    raise CheckpointError("unsupported", f"{display}: format {fmt} is not analyzed")
+
+
+def _load(
+    path: Path, root: Path | None, network_patterns: Mapping[str, Sequence[str]] | None
+) -> Checkpoint:
+    display = str(path)
+    resolved = resolve_within(path, root)
+    try:
+        fmt = sniff(resolved)
+    except CheckpointError as exc:  # name the file as the user gave it
+        if str(resolved) == display:
+            raise
+        shown = f"{display} (-> {resolved})"
+        raise CheckpointError(exc.reason, exc.message.replace(str(resolved), shown)) from None
+    obj, reported, notes, step = _read(resolved, fmt, display, root)
+    found = unwrap.unwrap(obj)
+    notes.extend(found.notes)
+    if not found.tensors:
+        raise CheckpointError("no_weights", f"{display}: no floating-point tensors found")
+    networks, keys = grouping.group(found, network_patterns, notes)
+    if not networks:
+        raise CheckpointError("no_weights", f"{display}: no tensor matched the configured network_patterns")
+    if step is None:
+        step = parse_step(path.name)
+    if step is None and resolved.name != path.name:
+        step = parse_step(resolved.name)
+    return Checkpoint(path=display, format=reported, step=step, networks=networks, keys=keys, notes=notes)
