@@ -20,10 +20,11 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test,dev]"
 	touch $@
 
-# Debian's prometheus package gives the real server and promtool the tests use.
+# Debian's packages give the real Prometheus server, promtool, Alertmanager and amtool the tests use.
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus )
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && \
+	    $(SUDO) apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager )
 
 run: $(VENV)/.installed
 	mkdir -p checkpoints

@@ -312,10 +312,16 @@ class Ledger:
                              duration_seconds)
             return False
         now = time.time()
+        # The checkpoint's own training step (from its content) replaces the one parsed from
+        # its name: `generation_12.pt` is step 12 by name but 6000 inside, and a name without
+        # a number (`best_model.pt`) must not sort as the newest checkpoint forever.
+        step = result.get("step")
+        content_step = step if isinstance(step, int) and not isinstance(step, bool) else None
         with self._write() as cur:
             cur.execute("UPDATE checkpoints SET status = 'done', reason = NULL, message = NULL, result = ?,"
-                        " finished_at = ?, duration_seconds = ? WHERE id = ? AND status = 'analyzing'",
-                        (text, now, duration_seconds, row_id))
+                        " finished_at = ?, duration_seconds = ?, step = COALESCE(?, step)"
+                        " WHERE id = ? AND status = 'analyzing'",
+                        (text, now, duration_seconds, content_step, row_id))
             if cur.rowcount == 0:
                 return False
             cur.execute("INSERT INTO attempts (checkpoint_id, run, outcome, duration_seconds, finished_at)"

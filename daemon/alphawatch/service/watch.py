@@ -1,0 +1,371 @@
+"""Detect COMPLETE checkpoints in a watched folder (watchdog + rescans).
+
+Why it is careful: producers write checkpoints progressively (`torch.save` in
+place), copy them in slowly (Lightning across filesystems), or build folders file
+by file (Hugging Face `checkpoint-N/`, torch.distributed.checkpoint). A creation
+event fires when writing *starts*. So an event only makes a path a *candidate*;
+it is handed on once
+
+1. (inotify only) every file written inside it has been closed after writing
+   (`FileClosedEvent`) or it was renamed into place (moved event, `dest_path`);
+2. its identity (size, mtime, inode; summed over a folder's tree) has not changed
+   for `quiet_period_seconds` — the rule that also covers polling, NFS and events
+   inotify dropped;
+3. `alphawatch.checkpoints.is_complete(path)` accepts its structure (zip central
+   directory, safetensors header, `trainer_state.json`, DCP `.metadata`).
+
+A *file* that stays structurally incomplete but untouched for the stale hold
+(`max(rescan_interval, 10 x quiet period)`) is handed on anyway, marked
+`incomplete`, so a truncated or garbage file becomes a failed ledger row with a
+reason instead of vanishing. A symlink resolving outside the watched folder is
+handed on marked `outside_watch` without reading its target (the daemon refuses it).
+
+A startup scan and a periodic rescan catch what the observer missed; a folder
+that does not exist yet is waited for; one deleted and recreated is re-armed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchdog.events import (
+    DirDeletedEvent,
+    FileClosedEvent,
+    FileModifiedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers.api import BaseObserver
+
+from alphawatch.config import RunConfig, WatchConfig
+from alphawatch.service.observers import choose_observer, make_observer
+from alphawatch.service.paths import Identity, identity_of, resolves_within
+
+_CHECKPOINT_DIR = re.compile(r"^(checkpoint|global_step|step)[-_=]?\d+$")
+_DIR_MARKERS = (".metadata", "trainer_state.json", "model.safetensors.index.json", "config.json")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A checkpoint ready for the ledger. `note`: None, "incomplete" or "outside_watch"."""
+
+    run: str
+    path: Path
+    identity: Identity
+    step: int | None
+    note: str | None = None
+
+
+@dataclass
+class _Pending:
+    identity: Identity | None = None
+    changed_at: float = 0.0
+    writers: set[str] = field(default_factory=set)  # files modified and not yet closed (inotify)
+
+
+LogFn = Callable[..., None]
+
+
+def _no_log(event: str, **kw: object) -> None:
+    return None
+
+
+class _Handler(FileSystemEventHandler):
+    """Turns watchdog events into candidate touches (runs on the observer's thread)."""
+
+    def __init__(self, watcher: RunWatcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        w = self.watcher
+        src = Path(os.fsdecode(event.src_path)) if event.src_path else None
+        if isinstance(event, DirDeletedEvent) and src == w.root:
+            w.root_gone.set()
+            return
+        if event.event_type == "moved":
+            if src is not None:
+                w.touch(src)
+            w.touch(Path(os.fsdecode(event.dest_path)), closed=True)
+        elif isinstance(event, FileModifiedEvent) and src is not None:
+            w.touch(src, writing=True)
+        elif isinstance(event, FileClosedEvent) and src is not None:
+            w.touch(src, closed=True)
+        elif event.event_type in ("created", "deleted", "modified") and src is not None:
+            w.touch(src)
+
+
+class RunWatcher:
+    """Watches one run's folder and calls `emit(Candidate)` once per complete version."""
+
+    def __init__(
+        self,
+        run: RunConfig,
+        cfg: WatchConfig,
+        emit: Callable[[Candidate], None],
+        log: LogFn = _no_log,
+    ) -> None:
+        self.run, self.cfg, self.emit, self.log = run, cfg, emit, log
+        self.root = Path(os.path.abspath(run.watch))
+        self.root_gone = threading.Event()
+        self.observer_kind: str | None = None
+        self._observer: BaseObserver | None = None
+        self._armed_id: tuple[int, int] | None = None
+        self._pending: dict[Path, _Pending] = {}
+        self._settled: dict[Path, Identity] = {}  # last identity emitted or found dormant
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_rescan = 0.0
+        self.tick = max(0.05, min(0.5, cfg.quiet_period_seconds / 4))
+        self.stale_hold = max(cfg.rescan_interval_seconds, 10 * cfg.quiet_period_seconds)
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"watch-{self.run.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._disarm()
+
+    def status(self) -> tuple[bool, str]:
+        """(running, detail) for /readyz: waiting for a missing folder counts as running."""
+        if self._thread is None or not self._thread.is_alive():
+            return False, f"watcher for {self.root} is not running"
+        if self._observer is None:
+            return True, f"waiting for {self.root} to exist"
+        if not self._observer.is_alive():
+            return False, f"{self.observer_kind} observer for {self.root} stopped"
+        return True, f"{self.observer_kind} observer on {self.root}"
+
+    # ---------------------------------------------------------------- events
+    def touch(self, path: Path, *, writing: bool = False, closed: bool = False) -> None:
+        """Mark the candidate containing `path` as changed (called from observer threads)."""
+        cand = self.candidate_for(path)
+        if cand is None:
+            return
+        with self._lock:
+            entry = self._pending.get(cand)
+            if entry is None:
+                entry = self._pending[cand] = _Pending()
+                self.log("checkpoint_seen", run=self.run.name, path=str(cand))
+            if writing:
+                entry.writers.add(str(path))
+            elif closed:
+                entry.writers.discard(str(path))
+
+    def candidate_for(self, path: Path) -> Path | None:
+        """The checkpoint (file or checkpoint folder) that `path` belongs to, or None."""
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return None
+        parts = rel.parts
+        if not parts:
+            return None
+        cur = self.root
+        for i, part in enumerate(parts):
+            if self._ignored(part):
+                return None
+            cur = cur / part
+            if not os.path.isdir(cur) or os.path.islink(cur):
+                # a file, a link or a path that is gone: only the last component can be one
+                at_top_or_deep = self.run.recursive or i == 0
+                return cur if at_top_or_deep and i == len(parts) - 1 else None
+            if _is_ckpt_dir(cur):
+                return cur  # a folder that is one checkpoint (HF, DCP, save_pretrained)
+            if not self.run.recursive:
+                return None  # other folders are only descended into with `recursive`
+        return None
+
+    def _ignored(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pat) for pat in self.cfg.ignore)
+
+    # ---------------------------------------------------------------- the loop
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step(time.monotonic())
+            except Exception as exc:  # never let the watcher thread die silently
+                self.log("watch_error", run=self.run.name, error=f"{type(exc).__name__}: {exc}")
+            self._stop.wait(self.tick)
+
+    def _step(self, now: float) -> None:
+        self._check_root()
+        if self._observer is None:
+            return
+        if now >= self._next_rescan:
+            self.rescan()
+            self._next_rescan = now + self.cfg.rescan_interval_seconds
+        self._process(now)
+
+    def _check_root(self) -> None:
+        try:
+            st = os.stat(self.root)
+            current: tuple[int, int] | None = (st.st_dev, st.st_ino) if os.path.isdir(self.root) else None
+        except OSError:
+            current = None
+        dead = self._observer is not None and (
+            not self._observer.is_alive() or any(not e.is_alive() for e in self._observer.emitters)
+        )
+        if self._observer is not None and (self.root_gone.is_set() or current != self._armed_id or dead):
+            self.log("watch_folder_lost", run=self.run.name, folder=str(self.root))
+            self._disarm()
+        if self._observer is None and current is not None:
+            self._arm(current)
+
+    def _arm(self, root_id: tuple[int, int]) -> None:
+        choice = choose_observer(self.cfg.observer, self.root)
+        kind, reason = choice.kind, choice.reason
+        try:
+            observer = self._start_observer(kind)
+        except Exception as exc:
+            if kind == "polling":
+                raise
+            error = f"{type(exc).__name__}: {exc}"
+            self.log("observer_fallback", run=self.run.name, wanted=kind, error=error)
+            kind, reason = "polling", f"inotify unavailable ({exc})"
+            observer = self._start_observer(kind)
+        self.root_gone.clear()
+        self._observer, self.observer_kind, self._armed_id = observer, kind, root_id
+        self._next_rescan = 0.0  # scan at once: the startup scan, or what appeared while away
+        self.log("watch_started", run=self.run.name, folder=str(self.root), observer=kind, reason=reason)
+
+    def _start_observer(self, kind: str) -> BaseObserver:
+        observer = make_observer(kind, self.cfg.polling_interval_seconds)
+        observer.schedule(_Handler(self), str(self.root), recursive=True)
+        observer.start()
+        return observer
+
+    def _disarm(self) -> None:
+        observer, self._observer, self._armed_id = self._observer, None, None
+        if observer is not None:
+            observer.stop()
+            if observer.is_alive() and observer is not threading.current_thread():
+                observer.join(timeout=5)
+        with self._lock:
+            self._pending.clear()
+        self._settled.clear()  # a recreated folder holds new files, whatever their names
+
+    def rescan(self) -> None:
+        """Touch every candidate whose identity differs from the last one handed on."""
+        found: set[Path] = set()
+        for cand in self._scan():
+            found.add(cand)
+            ident = identity_of(cand)
+            if ident is not None and self._settled.get(cand) != ident:
+                self.touch(cand)
+        for gone in set(self._settled) - found:
+            del self._settled[gone]
+
+    def _scan(self) -> list[Path]:
+        out: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            here = Path(dirpath)
+            for name in list(dirnames):
+                sub = here / name
+                cand = self.candidate_for(sub)
+                if cand is not None and cand == sub:
+                    out.append(sub)
+                    dirnames.remove(name)
+                elif not self.run.recursive or self._ignored(name):
+                    dirnames.remove(name)
+            for name in filenames:
+                cand = self.candidate_for(here / name)
+                if cand == here / name:
+                    out.append(cand)
+        return out
+
+    def _process(self, now: float) -> None:
+        with self._lock:
+            items = list(self._pending.items())
+        for cand, entry in items:
+            if self._stop.is_set():
+                return
+            verdict = self._judge(cand, entry, now)
+            if verdict is None:
+                continue
+            with self._lock:
+                if self._pending.get(cand) is entry:
+                    del self._pending[cand]
+
+    def _judge(self, cand: Path, entry: _Pending, now: float) -> str | None:
+        """Decide one pending candidate; returns a verdict when it leaves the pending set."""
+        ident = identity_of(cand)
+        if ident is None:
+            return "gone"
+        if ident != entry.identity:
+            entry.identity, entry.changed_at = ident, now
+            return None
+        quiet = now - entry.changed_at
+        if quiet < self.cfg.quiet_period_seconds:
+            return None
+        if self._settled.get(cand) == ident:
+            return "already"
+        if self.observer_kind == "inotify" and entry.writers and quiet < self.stale_hold:
+            return None  # a writer has the file open: wait for its close-after-write
+        note = self._classify(cand, quiet)
+        if note == "wait":
+            return None
+        if note == "dormant" or note == "duplicate":
+            self._settled[cand] = ident
+            return note
+        verdict = self._emit(Candidate(self.run.name, cand, ident, _step_of(cand), note))
+        if verdict is None:
+            entry.changed_at = now  # retry after another quiet period, not on every tick
+        return verdict
+
+    def _classify(self, cand: Path, quiet: float) -> str | None:
+        """None (complete), "outside_watch", "incomplete", "duplicate", "dormant" or "wait"."""
+        if os.path.islink(cand):
+            if not resolves_within(cand, self.root):
+                return "outside_watch"  # never read the target: it is not ours to open
+            target = Path(os.path.realpath(cand))
+            if self.candidate_for(target) == target:
+                return "duplicate"  # e.g. Lightning's last.ckpt link: the target is analyzed itself
+        from alphawatch.checkpoints import is_complete
+
+        if is_complete(cand):
+            return None
+        if quiet < self.stale_hold:
+            return "wait"
+        return "dormant" if os.path.isdir(cand) else "incomplete"
+
+    def _emit(self, cand: Candidate) -> str | None:
+        try:
+            self.emit(cand)
+        except Exception as exc:  # the ledger may be briefly unavailable: retry after a quiet period
+            error = f"{type(exc).__name__}: {exc}"
+            self.log("watch_emit_failed", run=cand.run, path=str(cand.path), error=error)
+            return None
+        self._settled[cand.path] = cand.identity
+        return "emitted"
+
+
+def _is_ckpt_dir(path: Path) -> bool:
+    """Folders that are one checkpoint (HF Trainer, DCP, save_pretrained), not a folder of them."""
+    if _CHECKPOINT_DIR.match(path.name):
+        return True
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    return any(n in _DIR_MARKERS or n.endswith(".distcp") for n in names)
+
+
+def _step_of(path: Path) -> int | None:
+    from alphawatch.checkpoints import parse_step
+
+    try:
+        return parse_step(path.name)
+    except Exception:
+        return None

@@ -1,0 +1,229 @@
+"""The analysis worker process: `python -m alphawatch.service.worker_main RESP_FD SETTINGS_JSON`.
+
+Why a separate process: torch and WeightWatcher are heavy (~3 s and ~830 MB of
+address space to import), WeightWatcher changes process-wide state (root logger,
+warnings filters, stdout prints), and a hostile or huge checkpoint must not be
+able to take the daemon down. This process imports them once, then answers
+requests for as long as it lives.
+
+Protocol (JSON lines): requests `{"id", "path", "root", "options", "memory_limit_mb"}` arrive on
+stdin; responses go to the dedicated file descriptor RESP_FD (never stdout,
+which WeightWatcher prints to — stdout is pointed at stderr here):
+`{"ready": true, "pid", "baseline_vm_mb", "rss_mb"}` once warm, then per request
+`{"id", "ok": true, "result", "duration"}` or
+`{"id", "ok": false, "reason", "message", "duration", "recycle"}`.
+
+Memory limit: RLIMIT_AS counts address space, not RAM, and the warm worker
+already maps ~830 MB (torch + WeightWatcher + BLAS). So for each request the
+soft limit is set to *current address space + worker.memory_limit_mb + the
+checkpoint's size on disk* (mmap-loaded tensors are address space backed by the
+file, not RAM) and lifted again afterwards. Exceeding it raises MemoryError (or
+torch's allocator RuntimeError) -> reason `out_of_memory`, and the worker asks to
+be replaced (`recycle`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory", "unable to allocate")
+
+
+def _status_mb(field: str) -> int:
+    """A VmSize/VmRSS figure of this process in MiB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _size_on_disk(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
+    return path.lstat().st_size
+
+
+def _set_soft_as(limit_bytes: int | None) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    wanted = hard if limit_bytes is None else limit_bytes
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+
+
+def options_from_json(data: dict[str, Any]) -> Any:
+    """Rebuild AnalysisOptions from the JSON form (lists back to tuples)."""
+    from dataclasses import fields
+
+    from alphawatch.analysis.options import AnalysisOptions
+
+    kwargs: dict[str, Any] = {}
+    for f in fields(AnalysisOptions):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if f.name == "network_patterns":
+            value = {k: tuple(v) for k, v in (value or {}).items()}
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return AnalysisOptions(**kwargs)
+
+
+class Worker:
+    """Holds the warm imports and serves one request at a time."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.memory_limit_mb = int(settings.get("memory_limit_mb", 0))
+        import torch
+
+        torch.set_num_threads(max(1, int(settings.get("threads", 1))))
+        from alphawatch import analysis, checkpoints
+        from alphawatch.errors import CheckpointError
+
+        self.torch, self.analysis, self.checkpoints = torch, analysis, checkpoints
+        self.CheckpointError = CheckpointError
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run one tiny analysis so lazy imports inside WeightWatcher/SciPy happen now, not on
+        the first real checkpoint (and so the address-space baseline includes them)."""
+        from alphawatch.analysis.options import AnalysisOptions
+
+        gen = self.torch.Generator().manual_seed(0)
+        tensors = {"0.weight": self.torch.randn(64, 32, generator=gen)}
+        ckpt = self.checkpoints.Checkpoint(
+            path="<warm-up>",
+            format="torch_zip",
+            step=None,
+            networks={"warmup": tensors},
+            keys={"warmup": {"0.weight": "warmup.0.weight"}},
+            notes=[],
+        )
+        try:
+            self.analysis.analyze_checkpoint(ckpt, AnalysisOptions(dead_neuron_method="weight"))
+        except Exception as exc:  # warm-up is an optimisation; report it, keep serving
+            print(f"alphawatch worker: warm-up analysis failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        gc.collect()
+
+    def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        start = time.monotonic()
+        path = Path(req["path"])
+        root = Path(req["root"]) if req.get("root") else None
+        base = {"id": req.get("id")}
+        if "memory_limit_mb" in req:
+            self.memory_limit_mb = int(req["memory_limit_mb"])
+        try:
+            result = self._analyze(path, root, options_from_json(req.get("options") or {}))
+            text = json.dumps(result, allow_nan=False)  # strict JSON or a clear failure
+            return {**base, "ok": True, "result": json.loads(text), "duration": time.monotonic() - start}
+        except self.CheckpointError as exc:
+            return self._fail(base, start, exc.reason, exc.message)
+        except MemoryError:
+            return self._fail(base, start, "out_of_memory", self._oom_message(path), recycle=True)
+        except RuntimeError as exc:
+            if any(m in str(exc).lower() for m in _OOM_MARKERS):
+                return self._fail(base, start, "out_of_memory", self._oom_message(path), recycle=True)
+            return self._fail(base, start, "internal_error", f"{path}: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            return self._fail(base, start, "internal_error", f"{path}: {type(exc).__name__}: {exc}")
+        finally:
+            _set_soft_as(None)
+            gc.collect()
+
+    def _analyze(self, path: Path, root: Path | None, options: Any) -> dict[str, Any]:
+        from alphawatch.service.paths import resolves_within
+
+        if root is not None and not resolves_within(path, root):
+            raise self.CheckpointError("outside_watch", f"{path} resolves outside the watched folder {root}")
+        if self.memory_limit_mb > 0:
+            try:
+                extra = _size_on_disk(path)
+            except OSError:
+                extra = 0
+            budget = (_status_mb("VmSize") + self.memory_limit_mb) * 1024 * 1024 + extra
+            _set_soft_as(budget)
+        patterns = dict(options.network_patterns) or None
+        try:
+            ckpt = self.checkpoints.load(path, root=root, network_patterns=patterns)
+            return self.analysis.analyze_checkpoint(ckpt, options)
+        finally:
+            _set_soft_as(None)  # serializing the result is not the checkpoint's budget
+
+    def _oom_message(self, path: Path) -> str:
+        return f"{path}: analysis needed more than worker.memory_limit_mb={self.memory_limit_mb} MiB"
+
+    @staticmethod
+    def _fail(
+        base: dict[str, Any], start: float, reason: str, message: str, recycle: bool = False
+    ) -> dict[str, Any]:
+        return {
+            **base,
+            "ok": False,
+            "reason": reason,
+            "message": message,
+            "duration": time.monotonic() - start,
+            "recycle": recycle,
+        }
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the daemon dies (even by `kill -9`), so no orphan keeps
+    analyzing. Best effort: elsewhere the worker exits at EOF on its stdin instead."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the daemon died before prctl took effect
+        os._exit(1)
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    resp_fd = int(argv[1])
+    settings: dict[str, Any] = json.loads(argv[2]) if len(argv) > 2 else {}
+    os.dup2(2, 1)  # anything printed (WeightWatcher's "SMALL N PL FIT"...) lands on stderr
+    sys.stdout = sys.stderr
+    out = os.fdopen(resp_fd, "w", encoding="utf-8", buffering=1)
+    threads = str(max(1, int(settings.get("threads", 1))))
+    for var in _THREAD_VARS:
+        os.environ[var] = threads
+    try:
+        os.nice(int(settings.get("nice", 0)))
+    except OSError as exc:
+        print(f"alphawatch worker: could not lower priority: {exc}", file=sys.stderr)
+    worker = Worker(settings)
+    ready = {
+        "ready": True,
+        "pid": os.getpid(),
+        "baseline_vm_mb": _status_mb("VmSize"),
+        "rss_mb": _status_mb("VmRSS"),
+    }
+    out.write(json.dumps(ready) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        response = worker.handle(json.loads(line))
+        response["rss_mb"] = _status_mb("VmRSS")
+        out.write(json.dumps(response, allow_nan=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,192 @@
+"""The analysis worker subprocess: real checkpoints, real limits, real crashes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from alphawatch.analysis.options import AnalysisOptions
+from alphawatch.config import WorkerConfig
+from alphawatch.service.worker import AnalysisWorker
+
+from tests.factories import save_sac_checkpoint
+from tests.service.conftest import sac_bytes
+
+
+@pytest.fixture(scope="module")
+def worker():
+    """One warm worker shared by the module (starting one costs seconds: torch + WeightWatcher)."""
+    w = AnalysisWorker(
+        WorkerConfig(memory_limit_mb=2048, timeout_seconds=120, threads=1, nice=5), AnalysisOptions()
+    )
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def limits(worker):
+    """Change the worker's timeout/memory limit for one test, restore afterwards."""
+    original = worker.cfg
+
+    def set_limits(**kw):
+        worker.cfg = dataclasses.replace(original, **kw)
+
+    yield set_limits
+    worker.cfg = original
+
+
+def _alphas(result: dict) -> dict:
+    return {name: net["summary"]["alpha"] for name, net in result["networks"].items()}
+
+
+def test_analyzes_a_real_checkpoint_and_stays_warm(worker, tmp_path):
+    first = save_sac_checkpoint(tmp_path / "step_1.pt", 1, hidden=64)
+    second = save_sac_checkpoint(tmp_path / "step_2.pt", 2, hidden=64, seed=1)
+    pid = worker.pid
+    out1 = worker.analyze(first, tmp_path)
+    out2 = worker.analyze(second, tmp_path)
+    assert out1.ok and out2.ok, (out1, out2)
+    assert worker.pid == pid  # the same warm process answered both
+    assert set(out1.result["networks"]) == {
+        "actor",
+        "critic_1",
+        "critic_2",
+        "target_critic_1",
+        "target_critic_2",
+    }
+    assert out1.result["step"] == 1 and out2.result["step"] == 2
+    assert all(isinstance(a, float) and a > 0 for a in _alphas(out1.result).values())
+    assert _alphas(out1.result) != _alphas(out2.result)  # different weights, different numbers
+    # warm: a small checkpoint takes well under the cost of importing torch + WeightWatcher
+    assert out2.duration < 5
+
+
+def test_runs_at_low_priority(worker):
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, own + worker.cfg.nice)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty_1.pt", b"", "empty"),
+        ("garbage_2.pt", b"definitely not a checkpoint\n" * 40, "not_a_checkpoint"),
+    ],
+)
+def test_bad_files_fail_with_a_reason_and_the_worker_survives(worker, tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    pid = worker.pid
+    out = worker.analyze(path, tmp_path)
+    assert not out.ok and out.reason == reason and str(path) in out.message
+    assert worker.pid == pid
+
+
+def test_truncated_checkpoint_fails_as_truncated(worker, tmp_path):
+    data = sac_bytes(step=3)
+    path = tmp_path / "cut_3.pt"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    out = worker.analyze(path, tmp_path)
+    assert not out.ok and out.reason == "truncated"
+
+
+class _Evil:
+    """Unpickling this runs a shell command: the loader must never do it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_never_runs(worker, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil_5.pt"
+    torch.save({"actor": torch.nn.Linear(8, 8).state_dict(), "payload": _Evil(marker)}, path)
+    out = worker.analyze(path, tmp_path)
+    time.sleep(0.2)
+    assert not out.ok and out.reason == "unsafe_pickle", out
+    assert not marker.exists()
+
+
+def test_symlink_outside_the_root_is_refused_without_reading_it(worker, tmp_path):
+    root = tmp_path / "watched"
+    root.mkdir()
+    outside = save_sac_checkpoint(tmp_path / "elsewhere.pt", 1, hidden=8)
+    (root / "link.pt").symlink_to(outside)
+    out = worker.analyze(root / "link.pt", root)
+    assert not out.ok and out.reason == "outside_watch"
+
+
+def test_timeout_kills_and_replaces_the_worker(worker, limits, tmp_path):
+    path = save_sac_checkpoint(tmp_path / "step_9.pt", 9, hidden=512)
+    limits(timeout_seconds=0.01)
+    old = worker.pid
+    out = worker.analyze(path, tmp_path)
+    assert not out.ok and out.reason == "timeout"
+    with pytest.raises(ProcessLookupError):  # the old worker is gone (killed and reaped)
+        os.kill(old, 0)
+    limits()  # back to the generous timeout: the replacement works
+    again = worker.analyze(path, tmp_path)
+    assert again.ok and worker.pid != old
+
+
+def test_memory_limit_gives_out_of_memory_and_a_fresh_worker(worker, limits, tmp_path):
+    """A 3000x3000 layer needs ~70 MiB as float64 for its SVD alone; allow 16 MiB."""
+    path = tmp_path / "big_1.pt"
+    gen = torch.Generator().manual_seed(0)
+    torch.save({"model": {"fc.weight": torch.randn(3000, 3000, generator=gen)}}, path)
+    limits(memory_limit_mb=16)
+    old = worker.pid
+    out = worker.analyze(path, tmp_path)
+    assert not out.ok and out.reason == "out_of_memory", out
+    limits()
+    small = save_sac_checkpoint(tmp_path / "step_2.pt", 2, hidden=16)
+    again = worker.analyze(small, tmp_path)
+    assert again.ok and worker.pid != old
+
+
+def test_a_worker_killed_mid_analysis_is_reported_and_replaced(worker, tmp_path):
+    path = save_sac_checkpoint(tmp_path / "step_4.pt", 4, hidden=1024)
+    old = worker.pid
+    killer = threading.Timer(0.3, lambda: os.kill(old, signal.SIGKILL))
+    killer.start()
+    out = worker.analyze(path, tmp_path)
+    killer.join()
+    assert not out.ok and out.reason == "worker_crashed"
+    again = worker.analyze(save_sac_checkpoint(tmp_path / "step_5.pt", 5, hidden=16), tmp_path)
+    assert again.ok and worker.pid != old
+
+
+def test_abandon_from_another_thread(tmp_path):
+    from alphawatch.service.worker import Abandoned
+
+    w = AnalysisWorker(WorkerConfig(timeout_seconds=120), AnalysisOptions())
+    path = save_sac_checkpoint(tmp_path / "step_6.pt", 6, hidden=1024)
+    try:
+        threading.Timer(0.5, w.kill).start()
+        started = time.monotonic()
+        with pytest.raises(Abandoned):
+            w.analyze(path, tmp_path)  # includes the start-up: abandoned either way
+        assert time.monotonic() - started < 30
+    finally:
+        w.stop()
+
+
+def test_the_daemon_main_process_never_imports_torch():
+    code = (
+        "import sys, alphawatch.service.daemon, alphawatch.service.worker, alphawatch.commands.run;"
+        "bad = [m for m in ('torch', 'weightwatcher', 'safetensors', 'matplotlib') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
