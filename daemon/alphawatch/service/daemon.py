@@ -59,6 +59,8 @@ class Daemon:
         self.server: Any = None
         self.watchers: list[RunWatcher] = []
         self._thread: threading.Thread | None = None
+        # Why the analysis worker cannot start (None while it can): /readyz reports it.
+        self._worker_error: str | None = None
 
     # ---------------------------------------------------------------- logging
     def log(self, event: str, **fields: Any) -> None:
@@ -143,6 +145,8 @@ class Daemon:
             details.append(detail)
         if self._thread is None or not self._thread.is_alive():
             return False, "analysis loop not running"
+        if self._worker_error is not None:
+            return False, f"analysis worker cannot start: {self._worker_error}"
         if self.ledger is None or not self.ledger.is_writable():
             return False, f"ledger {self.config.state.path} is not writable"
         return True, "; ".join(details) or "ready"
@@ -190,6 +194,7 @@ class Daemon:
         try:
             self.worker.start()  # warm before the first checkpoint arrives
         except WorkerStartError as exc:
+            self._worker_error = str(exc)
             self.log("worker_start_failed", error=str(exc), retry_in_seconds=0)
         except Abandoned:
             return
@@ -207,7 +212,9 @@ class Daemon:
                 try:
                     self._analyze(row)
                     backoff = 1.0
+                    self._worker_error = None
                 except WorkerStartError as exc:
+                    self._worker_error = str(exc)
                     self.ledger.release(row.id)
                     self.log("worker_start_failed", error=str(exc), retry_in_seconds=backoff)
                     self._stop.wait(backoff)
