@@ -40,6 +40,10 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check daemon tests bench examples
 	$(BIN)/mypy
 
+# The daemon and a training job that overfits on purpose, side by side; ends when training halts itself.
+demo: $(VENV)/.installed
+	PYTHON_BIN_DIR=$(BIN) bash examples/demo.sh
+
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_spectral.py
 
