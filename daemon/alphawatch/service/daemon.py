@@ -246,7 +246,7 @@ class Daemon:
                     "checkpoint_analyzed",
                     run=row.run,
                     path=row.path,
-                    step=row.step,
+                    step=outcome.result.get("step", row.step),  # the content's step wins
                     alpha=_alphas(outcome.result),
                     duration_seconds=round(outcome.duration, 3),
                 )
