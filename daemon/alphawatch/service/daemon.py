@@ -246,7 +246,7 @@ class Daemon:
                     "checkpoint_analyzed",
                     run=row.run,
                     path=row.path,
-                    step=outcome.result.get("step", row.step),  # the content's step wins
+                    step=row.step if outcome.result.get("step") is None else outcome.result["step"],
                     alpha=_alphas(outcome.result),
                     duration_seconds=round(outcome.duration, 3),
                 )
