@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from alphawatch.config import StopConfig
 from alphawatch.service.stop_rule import evaluate
 
-NOW = datetime(2026, 11, 26, 1, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 1, 30, tzinfo=UTC)
 CONTRACT_FIELDS = {"stop", "reason", "run", "network", "metric", "value", "threshold", "checkpoint",
                    "step", "recommended_checkpoint", "created_at", "version"}
 

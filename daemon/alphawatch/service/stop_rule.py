@@ -25,7 +25,7 @@ restart and get the same answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from alphawatch import __version__
@@ -91,7 +91,7 @@ def evaluate(
     streak = (f"for {rule.patience} consecutive checkpoints" if rule.patience > 1
               else "at the newest checkpoint")
     step = newest.get("step")
-    created = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    created = (now or datetime.now(UTC)).astimezone(UTC)
     return {
         "stop": True,
         "reason": (f"alpha of {network} is {value:.3f}, below the threshold {rule.threshold:g} {streak}"
