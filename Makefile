@@ -30,7 +30,7 @@ run: $(VENV)/.installed
 	mkdir -p checkpoints
 	$(BIN)/alphawatch run --config config/alphawatch.yaml
 
-test: system-deps $(VENV)/.installed
+test: system-deps $(VENV)/.installed lint
 	$(BIN)/python -m pytest -q
 
 test-fast: $(VENV)/.installed
