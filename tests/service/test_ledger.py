@@ -348,3 +348,24 @@ def test_read_only_ledger_is_not_writable_and_a_bad_folder_is_a_clear_error() ->
             if folder.exists():
                 os.chmod(folder, 0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_checkpoint_without_a_step_is_not_the_newest_when_others_have_one(ledger: Ledger) -> None:
+    # `torch.save(model.state_dict(), "best_model.pt")` next to `model_<epoch>.pt`: the best
+    # model (no step in its name or content) was saved at epoch 2 and never again.
+    for path, step, mtime in [("model_1", 1, 10), ("model_2", 2, 20), ("best_model", None, 21),
+                              ("model_3", 3, 30), ("model_4", 4, 40)]:
+        seen(ledger, path, step, mtime_ns=mtime)
+    while (row := ledger.claim_next()) is not None:
+        ledger.mark_done(row.id, {"path": row.path, "step": None, "networks": {}}, 0.1)
+    # the stop rule sees it where it was written, not as the newest checkpoint forever
+    order = [r.path for r in ledger.done_rows("r")]
+    assert order == ["model_1", "model_2", "best_model", "model_3", "model_4"]
+    latest = ledger.latest_done("r")  # what the gauges show
+    assert latest is not None and latest.path == "model_4"
+    # backlog: latest keeps the highest step, not the nameless copy
+    seen(ledger, "model_9", 9, mtime_ns=90)
+    seen(ledger, "best_model", None, mtime_ns=91)  # rewritten: pending again
+    row = ledger.claim_next("latest")
+    assert row is not None and row.path == "model_9"
+    assert ledger.find("r", "best_model").status == "skipped"  # type: ignore[union-attr]

@@ -233,3 +233,16 @@ def test_documented_promql_examples_parse(tmp_path: Path) -> None:
     check = subprocess.run(["promtool", "check", "rules", str(tmp_path / "rules.yml")],
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_only_configured_runs_are_exported(ledger: Ledger) -> None:
+    # The config used to watch run "old" and now watches only "sac": the ledger keeps
+    # old's rows, but its frozen gauges must not be scraped forever (they would keep
+    # AlphawatchNoNewCheckpoints firing for a run nobody trains any more).
+    fill_ledger(ledger, run="old")
+    s = scrape(LedgerCollector(ledger, runs=["sac"]))
+    runs = {lab.get("run") for samples in s.values() for lab, _ in samples if "run" in lab}
+    assert runs == {"sac"}
+    assert value(s, "alphawatch_alpha", run="sac", network="actor") == pytest.approx(2.2)
+    everything = scrape(LedgerCollector(ledger))  # no config: every run in the ledger
+    assert value(everything, "alphawatch_checkpoints", run="old", status="done") == 3

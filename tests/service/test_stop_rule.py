@@ -109,3 +109,19 @@ def test_step_none_is_allowed() -> None:
     results = [checkpoint(None, model=1.2)]
     payload = evaluate(results, StopConfig(), "r")
     assert payload is not None and payload["step"] is None and "step" not in payload["reason"]
+
+
+def test_a_copy_of_one_checkpoint_is_not_a_second_checkpoint() -> None:
+    # examples/train_sac.py saves generation_<n>.pt and, when the return improved, the same
+    # state again as best_model.pt: same step, same weights, so the same alphas. One
+    # over-fitted checkpoint and its copy are not "2 consecutive checkpoints".
+    results = history(3.0, 2.5, 1.9)
+    best = {**checkpoint(300, actor=1.9), "path": "ckpt/best_model.pt"}
+    rule = StopConfig(patience=2)
+    assert evaluate([*results, best], rule, "r") is None
+    assert evaluate([*results, best], StopConfig(min_checkpoints=4), "r") is None
+    payload = evaluate([*results, best, checkpoint(400, actor=1.8)], rule, "r")
+    assert payload is not None and payload["checkpoints_analyzed"] == 4
+    # the same step with different weights (another trial in a recursive run) still counts
+    other = {**checkpoint(300, actor=1.95), "path": "ckpt/trial_b/step_300.pt"}
+    assert evaluate([*results, other], rule, "r") is not None

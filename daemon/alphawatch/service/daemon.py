@@ -38,9 +38,10 @@ _WARN = frozenset(
         "worker_replaced",
         "stop_file_exists",
         "watch_emit_failed",
+        "stop_file_present",
     }
 )
-_ERROR = frozenset({"worker_start_failed", "watch_error", "analysis_loop_error"})
+_ERROR = frozenset({"worker_start_failed", "watch_error", "analysis_loop_error", "stop_write_failed"})
 
 
 class Daemon:
@@ -61,6 +62,8 @@ class Daemon:
         self._thread: threading.Thread | None = None
         # Why the analysis worker cannot start (None while it can): /readyz reports it.
         self._worker_error: str | None = None
+        # Runs whose stop file is due but could not be written (retried while idle).
+        self._stop_retry: set[str] = set()
 
     # ---------------------------------------------------------------- logging
     def log(self, event: str, **fields: Any) -> None:
@@ -190,6 +193,7 @@ class Daemon:
     def _analysis_loop(self) -> None:
         assert self.ledger is not None and self.worker is not None
         for run in self.config.runs:
+            self._warn_stale_stop_file(run.name)
             self._check_stop(run.name)
         try:
             self.worker.start()  # warm before the first checkpoint arrives
@@ -203,6 +207,8 @@ class Daemon:
             try:
                 row = self.ledger.claim_next(self.config.watch.backlog)
                 if row is None:
+                    for name in sorted(self._stop_retry):  # a stop file that could not be written
+                        self._check_stop(name)
                     self._wake.wait(1.0)
                     self._wake.clear()
                     continue
@@ -231,6 +237,10 @@ class Daemon:
         assert self.ledger is not None and self.worker is not None
         path = Path(row.path)
         root = self._roots.get(row.run, path.parent)
+        if not os.path.lexists(path):  # deleted by its producer before its turn: not a failure
+            if self.ledger.mark_gone(row.id, f"{path} was deleted before it was analyzed"):
+                self.log("checkpoint_gone", run=row.run, path=row.path)
+            return
         if not resolves_within(path, root):
             outcome = Outcome(
                 False,
@@ -251,6 +261,10 @@ class Daemon:
                     duration_seconds=round(outcome.duration, 3),
                 )
                 self._check_stop(row.run)
+            return
+        gone = not os.path.lexists(path)  # deleted mid-analysis: its failure says nothing about it
+        if gone and self.ledger.mark_gone(row.id, f"{path} was deleted while it was analyzed"):
+            self.log("checkpoint_gone", run=row.run, path=row.path)
             return
         status = self.ledger.mark_failed(
             row.id, outcome.reason or "internal_error", outcome.message or "no message", outcome.duration
@@ -278,7 +292,14 @@ class Daemon:
         if payload is None:
             return
         path = stop.path_for(run)
-        written = write_stop_signal(path, payload)
+        try:
+            written = write_stop_signal(path, payload)
+        except OSError as exc:  # e.g. a read-only signals volume: say so, retry while idle
+            if run not in self._stop_retry:
+                self.log("stop_write_failed", run=run, path=str(path), error=f"{type(exc).__name__}: {exc}")
+            self._stop_retry.add(run)
+            return
+        self._stop_retry.discard(run)
         self.ledger.record_stop(run, path, payload)
         event = "stop_written" if written else "stop_file_exists"
         self.log(
@@ -290,6 +311,21 @@ class Daemon:
             threshold=payload.get("threshold"),
             checkpoint=payload.get("checkpoint"),
         )
+
+    def _warn_stale_stop_file(self, run: str) -> None:
+        """At start: a stop file already there stops a training job reading it at once (a
+        signal left from an earlier run, or written by hand). Say so; never touch it."""
+        assert self.ledger is not None
+        path = self.config.stop.path_for(run)
+        if not self.config.stop.enabled or not os.path.lexists(path):
+            return
+        if self.ledger.stop_recorded(run):
+            detail = ("written by this daemon earlier; training reading it stops, and the rule stays "
+                      "quiet for this run until `alphawatch signal clear --config` re-arms it")
+        else:
+            detail = ("not written by this daemon; training reading it stops at once. Remove it "
+                      "with `alphawatch signal clear` if it is stale")
+        self.log("stop_file_present", run=run, path=str(path), detail=detail)
 
 
 def _alphas(result: dict[str, Any]) -> dict[str, float | None]:

@@ -17,7 +17,8 @@ Life of a row (`status`):
                        └── transient failure ───┤ mark_failed (attempts < max_attempts
                            (timeout, oom, ...)  │  and reason in TRANSIENT_REASONS)
                                                 └──────────────────► failed
-    claim_next(backlog="latest") marks older pending rows of a run `skipped` (reason "backlog").
+    claim_next(backlog="latest") marks older pending rows of a run `skipped` (reason "backlog");
+    mark_gone marks a row whose file was deleted before analysis `skipped` (reason "gone").
     A changed file (size / mtime / inode) goes back to pending with attempts reset.
 
 Every finished attempt (done or failed) is also appended to `attempts`, which never
@@ -34,97 +35,27 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alphawatch.errors import AlphawatchError
+from alphawatch.service.ledger_schema import (
+    COLUMNS,
+    DESC,
+    ORDER,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUSES,
+    TRANSIENT_REASONS,
+    LedgerRow,
+    training_order,
+)
 
-STATUSES = ("pending", "analyzing", "done", "failed", "skipped")
-# Failures worth another try: the file or the machine may be fine next time.
-TRANSIENT_REASONS = frozenset({"timeout", "out_of_memory", "worker_crashed", "truncated", "unreadable"})
-SCHEMA_VERSION = 1
-# Claim order: lowest training step first, unknown steps last, then file age, then seen order.
-_ORDER = "step IS NULL, step, mtime_ns, id"
-_DESC = "step IS NULL DESC, step DESC, mtime_ns DESC, id DESC"  # newest first
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run TEXT NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER,
-    mtime_ns INTEGER,
-    inode INTEGER,
-    step INTEGER,
-    status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    reason TEXT,
-    message TEXT,
-    seen_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    duration_seconds REAL,
-    result TEXT,
-    UNIQUE (run, path)
-);
-CREATE INDEX IF NOT EXISTS checkpoints_status ON checkpoints (status, run);
-CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    checkpoint_id INTEGER NOT NULL,
-    run TEXT NOT NULL,
-    outcome TEXT NOT NULL CHECK (outcome IN ('done', 'failed')),
-    reason TEXT,
-    duration_seconds REAL,
-    finished_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attempts_run ON attempts (run, outcome);
-CREATE TABLE IF NOT EXISTS stop_signals (
-    run TEXT PRIMARY KEY,
-    path TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    recorded_at REAL NOT NULL
-);
-"""
-
-_FIELDS = ("id", "run", "path", "size", "mtime_ns", "inode", "step", "status", "attempts", "reason",
-           "message", "seen_at", "started_at", "finished_at", "duration_seconds", "result")
-_COLUMNS = ("id, run, path, size, mtime_ns, inode, step, status, attempts, reason, message, "
-            "seen_at, started_at, finished_at, duration_seconds, result")
+__all__ = ["STATUSES", "TRANSIENT_REASONS", "Ledger", "LedgerError", "LedgerRow"]
 
 
 class LedgerError(AlphawatchError):
     """The ledger file cannot be opened or is not a ledger (message names the path)."""
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    """One checkpoint as the ledger knows it; `result` is the parsed CheckpointResult."""
-
-    id: int
-    run: str
-    path: str
-    size: int | None
-    mtime_ns: int | None
-    inode: int | None
-    step: int | None
-    status: str
-    attempts: int
-    reason: str | None
-    message: str | None
-    seen_at: float
-    started_at: float | None
-    finished_at: float | None
-    duration_seconds: float | None
-    result: dict[str, Any] | None
-
-    @classmethod
-    def _from_db(cls, row: tuple[Any, ...]) -> LedgerRow:
-        values = dict(zip(_FIELDS, row, strict=True))
-        text = values["result"]
-        values["result"] = json.loads(text) if text is not None else None
-        return cls(**values)
 
 
 class Ledger:
@@ -163,7 +94,7 @@ class Ledger:
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
         with self._write() as cur:
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     cur.execute(statement)
             row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -202,8 +133,8 @@ class Ledger:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def _rows(self, where: str, params: tuple[Any, ...], order: str = _ORDER) -> list[LedgerRow]:
-        rows = self._query(f"SELECT {_COLUMNS} FROM checkpoints WHERE {where} ORDER BY {order}", params)
+    def _rows(self, where: str, params: tuple[Any, ...], order: str = ORDER) -> list[LedgerRow]:
+        rows = self._query(f"SELECT {COLUMNS} FROM checkpoints WHERE {where} ORDER BY {order}", params)
         return [LedgerRow._from_db(r) for r in rows]
 
     # ------------------------------------------------------------------ write side
@@ -265,8 +196,8 @@ class Ledger:
         """Atomically move the next pending row to `analyzing` (attempts += 1) and return it.
 
         Order: lowest step first, unknown step last, then mtime, then seen order. With
-        backlog "latest", every pending row of a run except its newest (the last in that
-        order) is first marked `skipped` with reason "backlog".
+        backlog "latest", every pending row of a run except its newest (highest known step,
+        see DESC) is first marked `skipped` with reason "backlog".
         """
         if backlog not in ("all", "latest"):
             raise ValueError(f"backlog must be 'all' or 'latest', got {backlog!r}")
@@ -277,15 +208,15 @@ class Ledger:
                     "UPDATE checkpoints SET status = 'skipped', reason = 'backlog',"
                     " message = 'a newer checkpoint of this run was pending (backlog: latest)',"
                     " finished_at = ? WHERE status = 'pending' AND id NOT IN ("
-                    f"  SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY run ORDER BY {_DESC})"
+                    f"  SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY run ORDER BY {DESC})"
                     "   AS rank FROM checkpoints WHERE status = 'pending') WHERE rank = 1)", (now,))
             found = cur.execute(
-                f"SELECT id FROM checkpoints WHERE status = 'pending' ORDER BY {_ORDER} LIMIT 1").fetchone()
+                f"SELECT id FROM checkpoints WHERE status = 'pending' ORDER BY {ORDER} LIMIT 1").fetchone()
             if found is None:
                 return None
             cur.execute("UPDATE checkpoints SET status = 'analyzing', attempts = attempts + 1,"
                         " started_at = ? WHERE id = ?", (now, found[0]))
-            row = cur.execute(f"SELECT {_COLUMNS} FROM checkpoints WHERE id = ?", (found[0],)).fetchone()
+            row = cur.execute(f"SELECT {COLUMNS} FROM checkpoints WHERE id = ?", (found[0],)).fetchone()
         return LedgerRow._from_db(row)
 
     def release(self, row_id: int) -> None:
@@ -351,6 +282,18 @@ class Ledger:
                         (row_id, run, reason, duration_seconds, now))
             return status
 
+    def mark_gone(self, row_id: int, message: str) -> bool:
+        """An `analyzing` row whose file was deleted before it could be analyzed: `skipped`
+        with reason "gone". Not a failure (no attempt is counted, nothing is retried): the
+        producer removed it (e.g. Lightning's `save_top_k`). If a file appears at that path
+        again, `record_seen` queues it as a new version. False if the row was not analyzing."""
+        with self._write() as cur:
+            cur.execute("UPDATE checkpoints SET status = 'skipped', reason = 'gone', message = ?,"
+                        " attempts = MAX(attempts - 1, 0), finished_at = ?"
+                        " WHERE id = ? AND status = 'analyzing'",
+                        (message, time.time(), row_id))
+            return cur.rowcount > 0
+
     def record_stop(self, run: str, path: str | Path, payload: dict[str, Any]) -> None:
         """Remember that the stop file for `run` was written (the latest payload wins)."""
         text = json.dumps(payload, allow_nan=False)
@@ -401,12 +344,13 @@ class Ledger:
         return [float(r[0]) for r in rows]
 
     def done_rows(self, run: str) -> list[LedgerRow]:
-        """Analyzed checkpoints of the run in training-step order (the stop rule's input)."""
-        return self._rows("run = ? AND status = 'done'", (run,))
+        """Analyzed checkpoints of the run in training order (the stop rule's input; see
+        `training_order` for checkpoints without a step)."""
+        return training_order(self._rows("run = ? AND status = 'done'", (run,)))
 
     def latest_done(self, run: str) -> LedgerRow | None:
-        """The newest analyzed checkpoint (last in step order): what the gauges show."""
-        rows = self._rows("run = ? AND status = 'done'", (run,), order=f"{_DESC} LIMIT 1")
+        """The newest analyzed checkpoint (highest known step; see DESC): what the gauges show."""
+        rows = self._rows("run = ? AND status = 'done'", (run,), order=f"{DESC} LIMIT 1")
         return rows[0] if rows else None
 
     def last_finished_at(self, run: str) -> float | None:

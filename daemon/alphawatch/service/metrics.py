@@ -126,7 +126,10 @@ class LedgerCollector(Collector):
     """Builds every alphawatch_* family from the ledger on each `collect()`.
 
     `runs`: the configured run names, so a run with no checkpoint yet still exports
-    its zero counts; runs found in the ledger are added.
+    its zero counts. Only these runs are exported: a run removed from (or renamed in)
+    the config keeps its ledger rows, but its frozen gauges would otherwise be scraped
+    forever and keep e.g. AlphawatchNoNewCheckpoints firing. Without `runs`, every run
+    in the ledger is exported.
     """
 
     def __init__(self, ledger: Ledger, runs: Iterable[str] = (), *, per_layer: bool = False,
@@ -165,7 +168,7 @@ class LedgerCollector(Collector):
         fam: dict[str, Any] = {name: _family(name) for name in METRICS
                if not name.startswith(("alphawatch_build", "alphawatch_scrape"))}
         layer_series = 0
-        for run in sorted(set(self.runs) | set(self.ledger.runs())):
+        for run in sorted(set(self.runs) or set(self.ledger.runs())):
             self._run_families(fam, run)
             latest = self.ledger.latest_done(run)
             if latest is None or not isinstance(latest.result, dict):

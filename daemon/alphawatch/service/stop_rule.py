@@ -3,7 +3,8 @@
     evaluate(results, rule, run, now=None) -> payload dict | None
 
 `results` are CheckpointResult dicts in training-step order (`Ledger.done_rows(run)`,
-each row's `.result`). The rule (`StopConfig`) fires when
+each row's `.result`); copies of one checkpoint (same step, same alphas) count once
+(`distinct_checkpoints`). The rule (`StopConfig`) fires when
 
 - at least `rule.min_checkpoints` checkpoints have been analyzed, and
 - for ANY selected network (`rule.networks`; empty = every network seen in `results`),
@@ -51,6 +52,29 @@ def selected_networks(results: Sequence[dict[str, Any]], rule: StopConfig) -> li
     return names
 
 
+def distinct_checkpoints(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`results` without copies: a result with the same training step and the same alpha for
+    every network as an earlier one is the same checkpoint saved twice (`best_model.pt`
+    next to `generation_N.pt`, a copied `last.ckpt`); only the first is kept.
+
+    Why: otherwise one over-fitted checkpoint and its copy make "2 consecutive
+    checkpoints" (`patience: 2`) and count twice towards `min_checkpoints`.
+    """
+    kept: list[dict[str, Any]] = []
+    seen: dict[object, list[dict[str, float | None]]] = {}
+    for result in results:
+        step = result.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):
+            kept.append(result)
+            continue
+        alphas = {str(n): network_alpha(result, str(n)) for n in (result.get("networks") or {})}
+        if alphas in seen.setdefault(step, []):
+            continue
+        seen[step].append(alphas)
+        kept.append(result)
+    return kept
+
+
 def _recommended(results: Sequence[dict[str, Any]], network: str, threshold: float,
                  patience: int) -> str | None:
     """The checkpoint to go back to, judged on the triggering network alone."""
@@ -74,6 +98,7 @@ def evaluate(
     results: Sequence[dict[str, Any]], rule: StopConfig, run: str, now: datetime | None = None,
 ) -> dict[str, Any] | None:
     """The stop-signal payload when the rule fires on the newest checkpoint, else None."""
+    results = distinct_checkpoints(results)
     if not rule.enabled or not results or len(results) < rule.min_checkpoints:
         return None
     window = results[-rule.patience:]
