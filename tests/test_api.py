@@ -84,3 +84,11 @@ def test_refused_file_raises_checkpoint_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as info:
         NetworkHealthAnalyzer(empty).load_checkpoint()
     assert info.value.reason == "empty"
+
+
+def test_empty_selection_analyzes_nothing(ckpt: Path) -> None:
+    from alphawatch import NetworkHealthAnalyzer
+
+    a = NetworkHealthAnalyzer(ckpt)
+    assert a.analyze_all_networks([]) == {}
+    assert a.results == {}  # not every network analyzed behind the caller's back

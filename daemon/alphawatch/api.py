@@ -69,6 +69,8 @@ class NetworkHealthAnalyzer:
         if unknown:
             raise KeyError(f"no network {', '.join(map(repr, unknown))} in {self.path}; "
                            f"it has: {', '.join(ckpt.networks)}")
+        if not wanted:  # an empty selection: the engine would read () as "every network"
+            return {}
         options = dataclasses.replace(self.options, networks=tuple(wanted))
         result = analyze_checkpoint(ckpt, options)
         self._results.update(result["networks"])

@@ -120,6 +120,46 @@ def test_not_a_chain_falls_back_to_weights_with_reason() -> None:
     assert dn["count"] == 2 and dn["total"] == 18
 
 
+def test_twin_q_critic_like_sb3_sac_is_rebuilt_per_chain() -> None:
+    """SB3's SAC critic is one network of two parallel Q chains (qf0.*, qf1.*): both rebuilt."""
+    sd: dict[str, torch.Tensor] = {}
+    for q, seed in (("qf0", 5), ("qf1", 6)):
+        net = sac_state_dicts(seed=seed)["critic_1"]  # 23 -> 256 -> 256 -> 1
+        sd.update({f"{q}.{k}": v for k, v in net.items()})
+    for layer, units in {"qf0.0": [1, 2], "qf0.2": [7], "qf1.2": [10, 11, 12]}.items():
+        _killed(sd, layer, units, zero_weights=False)
+    dn = dead_neurons(sd, "critic", AnalysisOptions())
+    assert dn["method"] == "activation" and dn["fallback_reason"] is None
+    assert [(x["name"], x["count"]) for x in dn["layers"]] == [
+        ("qf0.0", 2), ("qf0.2", 1), ("qf1.0", 0), ("qf1.2", 3)
+    ]
+    assert dn["total"] == 4 * 256
+
+
+def test_weight_method_does_not_count_embedding_rows() -> None:
+    """A padding token's embedding row is zero by design; it is not a dead neuron."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.nn.Embedding(100, 32, padding_idx=0)
+    sd = {
+        "embeddings.word_embeddings.weight": table.weight.detach().clone(),
+        "encoder.attn.weight": torch.randn(96, 32, generator=gen),
+        "encoder.out.weight": torch.randn(32, 32, generator=gen),
+        "head.weight": torch.randn(4, 64, generator=gen),
+    }
+    assert bool((sd["embeddings.word_embeddings.weight"][0] == 0).all())
+    dn = dead_neurons(sd, "model", AnalysisOptions())
+    assert dn["method"] == "weight"
+    assert dn["count"] == 0 and dn["total"] == 96 + 32 + 4
+    assert "embeddings.word_embeddings" not in [x["name"] for x in dn["layers"]]
+
+
+def test_one_sample_is_not_a_variance(actor: dict[str, torch.Tensor]) -> None:
+    """A config with samples: 1 must not call every unit dead; the weight method is used instead."""
+    dn = dead_neurons(actor, "actor", AnalysisOptions(dead_neuron_samples=1))
+    assert dn["method"] == "weight" and "at least 2 samples" in dn["fallback_reason"]
+    assert dn["count"] == len(KILL_L0) + len(KILL_L2)
+
+
 def test_nan_weights_give_unknown_not_nan() -> None:
     sd = sac_state_dicts(seed=2)["actor"]
     sd["0.weight"][0, 0] = float("nan")

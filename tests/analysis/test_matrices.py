@@ -87,3 +87,12 @@ def test_embedding_kind_and_unsupported_ranks() -> None:
     assert analyze_unit(units["c3.weight"])["status"] == "skipped"
     pos = network_units({"pos_embedding": torch.zeros(1, 10, 8)}, {})
     assert analyze_unit(pos[0])["reason"] == "3-D tensor that is not a conv weight"
+
+
+def test_gpt2_style_embedding_names() -> None:
+    """GPT-2's token and position tables are `wte` / `wpe`: embeddings, not Linear layers."""
+    units = _units(nn.ModuleDict({"wte": nn.Embedding(100, 16), "wpe": nn.Embedding(32, 16),
+                                  "lm": nn.Linear(16, 16)}))
+    assert units["wte.weight"].kind == "embedding"
+    assert units["wpe.weight"].kind == "embedding"
+    assert units["lm.weight"].kind == "linear"

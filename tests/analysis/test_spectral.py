@@ -73,12 +73,42 @@ def test_zero_matrix_fails_and_has_no_norms() -> None:
     assert out["stable_rank"] is None and out["log_spectral_norm"] is None
 
 
+def test_orthogonal_init_is_a_failed_fit_not_an_alpha_in_the_millions() -> None:
+    """SB3 PPO/A2C hidden layers start orthogonal: all eigenvalues equal, no power law."""
+    w = torch.empty(64, 64)
+    torch.nn.init.orthogonal_(w, gain=2**0.5, generator=torch.Generator().manual_seed(0))
+    out = spectral.analyze_unit(_unit(w))
+    assert out["status"] == "failed"
+    assert out["reason"] == spectral.FLAT_REASON
+    assert out["alpha"] is None
+    assert out["stable_rank"] == pytest.approx(64, rel=1e-4)  # the norms are still meaningful
+
+
+def test_slightly_trained_orthogonal_layer_is_fitted() -> None:
+    w = torch.empty(64, 64)
+    torch.nn.init.orthogonal_(w, generator=torch.Generator().manual_seed(0))
+    w += 0.05 * torch.randn(64, 64, generator=torch.Generator().manual_seed(1))
+    out = spectral.analyze_unit(_unit(w))
+    assert out["status"] == "ok"
+    assert out["alpha"] is not None and out["alpha"] < 1000
+
+
 def test_half_precision_weights_are_analyzed() -> None:
     w = torch.randn(128, 64, generator=torch.Generator().manual_seed(3))
     full = spectral.analyze_unit(_unit(w))
     half = spectral.analyze_unit(_unit(w.to(torch.bfloat16)))
     assert half["status"] == "ok"
     assert half["stable_rank"] == pytest.approx(full["stable_rank"], rel=0.02)
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+def test_float8_weights_are_analyzed_and_nan_still_caught(dtype: torch.dtype) -> None:
+    """FP8-quantized checkpoints: torch has no isfinite kernel for float8."""
+    w = torch.randn(128, 64, generator=torch.Generator().manual_seed(3))
+    out = spectral.analyze_unit(_unit(w.to(dtype)))
+    assert out["status"] == "ok" and out["alpha"] is not None
+    w[0, 0] = float("nan")
+    assert spectral.analyze_unit(_unit(w.to(dtype)))["reason"] == "NaN/Inf weights"
 
 
 def test_fits_print_nothing_and_leave_logging_and_warnings_alone(capfd: pytest.CaptureFixture[str]) -> None:

@@ -46,6 +46,42 @@ def test_no_weights(tmp_path: Path) -> None:
     assert _load_error(tmp_path / "opt.pt").reason == "no_weights"
 
 
+def test_meta_device_tensors_are_no_weights(tmp_path: Path) -> None:
+    """A model built on the 'meta' device and saved unmaterialized: a clear refusal, not a bug."""
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    torch.save(model.state_dict(), tmp_path / "meta.pt")
+    error = _load_error(tmp_path / "meta.pt")
+    assert error.reason == "no_weights"
+    assert "meta" in error.message
+
+
+def test_meta_tensors_next_to_real_weights_are_left_out(tmp_path: Path) -> None:
+    real = factories.mlp([8, 16, 4]).state_dict()
+    torch.save({**real, "lazy.weight": torch.empty(16, 16, device="meta")}, tmp_path / "mixed.pt")
+    ckpt = load(tmp_path / "mixed.pt")
+    assert set(ckpt.networks["model"]) == set(real)
+    assert any("meta" in note for note in ckpt.notes)
+
+
+def test_only_biases_is_no_weights(tmp_path: Path) -> None:
+    sd = factories.mlp([8, 16, 4]).state_dict()
+    torch.save({k: v for k, v in sd.items() if k.endswith("bias")}, tmp_path / "biases.pt")
+    error = _load_error(tmp_path / "biases.pt")
+    assert error.reason == "no_weights"
+    assert "1-D" in error.message
+
+
+def test_relative_path_error_names_the_file_without_an_arrow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04garbage")
+    monkeypatch.chdir(tmp_path)
+    error = _load_error(Path("broken.pt"))
+    assert error.message.startswith("broken.pt: ")
+    assert "->" not in error.message
+
+
 def test_patterns_matching_nothing(sac_file: Path) -> None:
     assert _load_error(sac_file, network_patterns={"x": ["nothing.*"]}).reason == "no_weights"
 

@@ -79,6 +79,19 @@ def test_sharded_folder_with_index_and_trainer_state(tmp_path: Path) -> None:
     assert any("training_args.bin" in n for n in ckpt.notes)
 
 
+def test_layers_come_in_depth_order_not_text_order(tmp_path: Path) -> None:
+    """safetensors sorts names as text (h.10 before h.2); reports list layers by depth."""
+    gen = torch.Generator().manual_seed(0)
+    flat = {f"h.{i}.mlp.weight": torch.randn(16, 16, generator=gen) for i in range(12)}
+    expected = [f"h.{i}.mlp.weight" for i in range(12)]
+    save_file(flat, str(tmp_path / "model.safetensors"))
+    assert list(load(tmp_path / "model.safetensors").networks["model"]) == expected
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    _shards(folder, flat)  # shards split the text-sorted names: h.0, h.1, h.10, h.11, h.2 | ...
+    assert list(load(folder).networks["model"]) == expected
+
+
 def test_pytorch_model_bin_folder(tmp_path: Path, torch_load_calls: list[dict]) -> None:
     folder = tmp_path / "exported"
     folder.mkdir()

@@ -53,6 +53,7 @@ def single_run(sac_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 @pytest.mark.parametrize("args", [
     [],
     ["--dead-neuron-samples", "0", "x.pt"],
+    ["--dead-neuron-samples", "1", "x.pt"],  # one sample has variance 0: every unit "dead"
     ["--dead-neuron-samples", "many", "x.pt"],
     ["--dead-neuron-method", "magic", "x.pt"],
     ["--activation", "softmax", "x.pt"],
@@ -332,3 +333,83 @@ def test_progress_bar_on_a_terminal_only(sac_dir: Path, tmp_path: Path) -> None:
     assert b"analyzing" not in proc.stdout and b"NETWORK: actor" in proc.stdout
     piped = run_cli(*args)
     assert piped.returncode == 0 and piped.stderr == ""  # no bar in logs and pipes
+
+
+@e2e
+def test_json_through_a_link_keeps_the_link(sac_dir: Path, tmp_path: Path) -> None:
+    """`--json /dev/stdout` is a link; the CLI writes through it instead of renaming over it."""
+    target = tmp_path / "real.json"
+    target.write_text("")
+    link = tmp_path / "out.json"
+    link.symlink_to(target)
+    run = run_cli(sac_dir / "generation_100.pt", "--json", link, "--quiet", "--networks", "actor",
+                  "--dead-neuron-method", "weight")
+    assert run.returncode == 0, run.stderr
+    assert link.is_symlink()
+    check_document(load_json(target))
+
+
+@e2e
+def test_real_sb3_sac_and_orthogonal_ppo(tmp_path: Path) -> None:
+    """SB3's SAC critic (twin Q chains) gets activation-based dead neurons; a fresh PPO's
+    orthogonal layers are failed fits, not alphas in the millions."""
+    sb3 = pytest.importorskip("stable_baselines3")
+    sac = sb3.SAC("MlpPolicy", "Pendulum-v1", policy_kwargs={"net_arch": [64, 64]}, seed=0)
+    sac.save(tmp_path / "sac.zip")
+    sb3.PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, seed=0).save(tmp_path / "ppo.zip")
+    run = run_cli(tmp_path / "sac.zip", tmp_path / "ppo.zip", "--json", "-", "--quiet")
+    assert run.returncode == 0, run.stderr
+    doc = run.json()
+    check_document(doc)
+    by_format = {c["path"].rsplit("/", 1)[-1]: c for c in doc["checkpoints"]}
+    critic = by_format["sac.zip"]["networks"]["critic"]["summary"]["dead_neurons"]
+    assert critic["method"] == "activation" and critic["fallback_reason"] is None
+    assert [x["name"] for x in critic["layers"]] == ["qf0.0", "qf0.2", "qf1.0", "qf1.2"]
+    ppo = by_format["ppo.zip"]["networks"]["model"]
+    flat = [x for x in ppo["layers"] if x["kind"] == "linear" and x["shape"] == [64, 64]]
+    assert flat and all(x["status"] == "failed" and "flat spectrum" in x["reason"] for x in flat)
+    assert ppo["summary"]["alpha"] is None
+
+
+@e2e
+def test_model_factory_module_in_the_current_folder_is_found(tmp_path: Path) -> None:
+    """`model_factory: "mymodels:make"` names a module in the user's project folder."""
+    (tmp_path / "mymodels.py").write_text(
+        "from torch import nn\n"
+        "def make(name):\n"
+        "    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(),\n"
+        "                         nn.Linear(32, 2))\n"
+    )
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 2))
+    torch.save(net.state_dict(), tmp_path / "ckpt.pt")
+    (tmp_path / "cfg.yaml").write_text('analysis:\n  dead_neurons:\n    model_factory: "mymodels:make"\n')
+    # the installed `alphawatch` script, not `python -m` (which itself puts the folder on sys.path)
+    script = Path(sys.executable).with_name("alphawatch")
+    if not script.exists():
+        pytest.skip("the alphawatch console script is not installed next to this interpreter")
+    proc = subprocess.run([str(script), "analyze", "ckpt.pt", "--config", "cfg.yaml", "--json", "-",
+                           "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    dead = Run(proc.returncode, proc.stdout, proc.stderr).json()["checkpoints"][0]["networks"]["model"][
+        "summary"]["dead_neurons"]
+    assert dead["method"] == "activation" and dead["fallback_reason"] is None
+    assert [x["name"] for x in dead["layers"]] == ["1", "3"]  # the ReLU and Tanh modules
+
+
+@e2e
+def test_reader_gone_is_quiet(sac_dir: Path) -> None:
+    """`alphawatch analyze ... --json - | head -1`: the pipe closes early; no error, no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte is written
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "alphawatch", "analyze", str(sac_dir / "generation_100.pt"),
+             "--json", "-", "--quiet", "--networks", "actor", "--dead-neuron-method", "weight"],
+            cwd=REPO, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

@@ -47,3 +47,33 @@ def test_unknown_objects_are_an_error_not_a_repr() -> None:
 def test_build_document_shape(multi_doc: dict[str, Any]) -> None:
     doc = json_report.build_document(multi_doc["checkpoints"], multi_doc["failures"], multi_doc["trend"])
     assert doc == multi_doc
+
+
+def test_symlink_target_is_written_and_the_link_kept(tmp_path) -> None:
+    """`--json /dev/stdout` is a link: renaming over it would replace the link itself."""
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    doc = {"checkpoints": [], "failures": [], "trend": {}}
+    json_report.write(doc, link)
+    assert link.is_symlink()
+    assert _strict_load(target.read_text(encoding="utf-8")) == doc
+
+
+def test_fifo_is_written_through(tmp_path) -> None:
+    """`--json >(jq .)` is a pipe: the reader gets the document, the pipe stays a pipe."""
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader exists, so opening to write won't block
+    try:
+        doc = {"checkpoints": [], "failures": [], "trend": {"pattern": "insufficient_data"}}
+        json_report.write(doc, fifo)
+        data = os.read(reader, 65536)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert _strict_load(data.decode("utf-8")) == doc

@@ -28,6 +28,20 @@ def test_one_figure_per_network_of_the_latest_checkpoint(tmp_path, multi_doc: di
         assert width >= 800 and height >= 500
 
 
+def test_networks_of_different_files_each_get_a_figure(tmp_path) -> None:
+    """actor.pt and critic.pt given together: each network is drawn from the file that has it."""
+    actor = {"path": "run/actor.pt", "step": None, "format": "torch_zip",
+             "networks": {"actor": network("actor", [3.0, 3.5])}, "issues": []}
+    critic = {"path": "run/critic.pt", "step": None, "format": "torch_zip",
+              "networks": {"critic": network("critic", [4.0, 4.5])}, "issues": []}
+    trend = {"order": ["run/actor.pt", "run/critic.pt"], "steps": [None, None],
+             "alpha": {"actor": [3.25, None], "critic": [None, 4.25]}, "pattern": "insufficient_data",
+             "recommended_checkpoint": None, "description": "-"}
+    doc = {"checkpoints": [actor, critic], "failures": [], "trend": trend}
+    names = sorted(p.name for p in png.write(doc, tmp_path))
+    assert names == ["actor_health_metrics.png", "alpha_over_training.png", "critic_health_metrics.png"]
+
+
 def test_single_checkpoint_has_no_trend_plot(tmp_path, single_doc: dict[str, Any]) -> None:
     names = {p.name for p in png.write(single_doc, tmp_path)}
     assert png.TREND_FILENAME not in names and len(names) == 2

@@ -113,3 +113,19 @@ def test_dead_neuron_fallback_is_stated(single_doc: dict[str, Any]) -> None:
     block = _block(text.render(single_doc), "actor")
     assert "[weight]" in block
     assert "(weight-based: not a chain of Linear layers)" in block
+
+
+def test_failed_factory_with_rebuild_is_not_called_weight_based(single_doc: dict[str, Any]) -> None:
+    dead = single_doc["checkpoints"][0]["networks"]["actor"]["summary"]["dead_neurons"]
+    dead.update(method="activation",
+                fallback_reason="model factory m:f failed: ValueError: x; rebuilt as a Linear chain instead")
+    block = _block(text.render(single_doc), "actor")
+    assert "(activation-based: model factory m:f failed" in block
+    assert "weight-based" not in block
+
+
+def test_unknown_dead_count_reads_as_na_of_total(single_doc: dict[str, Any]) -> None:
+    dead = single_doc["checkpoints"][0]["networks"]["actor"]["summary"]["dead_neurons"]
+    dead.update(count=None, ratio=None, status="unknown", total=234)
+    block = _block(text.render(single_doc), "actor")
+    assert "Dead neurons:             n/a of 234 (n/a) -> UNKNOWN" in block

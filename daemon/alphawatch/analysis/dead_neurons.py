@@ -9,11 +9,14 @@ with normal incoming weights but a large negative bias. The network comes from:
    loaded and the outputs of its activation modules are hooked), or
 2. a rebuild from the state dict when the network is a chain of Linear layers (SAC actors
    and critics: `nn.Sequential` of Linear + activation), optionally ending in parallel heads
-   (SB3's `latent_pi` -> `mu` / `log_std`), with `options.activation` after each hidden layer.
+   (SB3's `latent_pi` -> `mu` / `log_std`), or of parallel chains split by the first key
+   component (SB3's twin-Q critic `qf0.*` / `qf1.*`), with `options.activation` after each
+   hidden layer.
 
 Weight-based (requested, or the fallback when neither applies, with `fallback_reason`):
 a unit is dead when the L2 norm of its incoming weights (its row of W) is below
-`dead_neuron_weight_threshold`. It misses units killed by their bias.
+`dead_neuron_weight_threshold`. It misses units killed by their bias. Embedding tables are
+not counted: their rows are tokens, and a padding token's row is zero by design.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from alphawatch.analysis.health import dead_neuron_status
+from alphawatch.analysis.matrices import is_embedding
 from alphawatch.analysis.options import AnalysisOptions
 
 if TYPE_CHECKING:
@@ -92,6 +96,33 @@ def linear_chain(tensors: Mapping[str, torch.Tensor]) -> tuple[list[str], list[s
     if any(t.shape[1] != feed for _, t in rest):
         return None
     return [p for p, _ in chain[:-1]], [chain[-1][0]] + [p for p, _ in rest]
+
+
+Chain = tuple[list[str], list[str]]
+
+
+def linear_chains(tensors: Mapping[str, torch.Tensor]) -> list[Chain] | None:
+    """The network as one Linear chain, or as parallel chains split by first key component.
+
+    SB3's SAC/TD3 critic is one network holding twin Q chains, `qf0.*` and `qf1.*`, each
+    reading the same (observation, action) input: not one chain, but two. None when
+    neither reading fits.
+    """
+    whole = linear_chain(tensors)
+    if whole is not None:
+        return [whole]
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        head, dot, _rest = key.partition(".")
+        if not dot:
+            return None
+        groups.setdefault(head, {})[key] = tensor
+    if len(groups) < 2:
+        return None
+    chains = [linear_chain(group) for group in groups.values()]
+    if any(chain is None for chain in chains):
+        return None
+    return [chain for chain in chains if chain is not None]
 
 
 def _inputs(options: AnalysisOptions, width: int) -> torch.Tensor:
@@ -212,9 +243,11 @@ def by_weights(
     """Units whose incoming-weight row norm is below threshold (all *.weight layers if no prefixes)."""
     import torch
 
-    if prefixes is None:
+    if prefixes is None:  # embedding rows are tokens, not units (a padding row is all zero)
         prefixes = [
-            k[: -len(".weight")] for k, t in tensors.items() if k.endswith(".weight") and t.dim() >= 2
+            k[: -len(".weight")]
+            for k, t in tensors.items()
+            if k.endswith(".weight") and t.dim() >= 2 and not is_embedding(k)
         ]
     layers = []
     for prefix in prefixes:
@@ -229,19 +262,24 @@ def dead_neurons(
     tensors: Mapping[str, torch.Tensor], network: str, options: AnalysisOptions
 ) -> dict[str, Any]:
     """The `dead_neurons` block of a NetworkResult summary."""
-    chain = linear_chain(tensors)
-    hidden = chain[0] if chain else None
+    chains = linear_chains(tensors)
+    hidden = [prefix for chain in chains for prefix in chain[0]] if chains else None
     if options.dead_neuron_method == "weight":
         return _result("weight", by_weights(tensors, hidden, options.dead_neuron_weight_threshold), None)
+    if options.dead_neuron_samples < 2:  # one sample has variance 0: every unit would be "dead"
+        layers = by_weights(tensors, hidden, options.dead_neuron_weight_threshold)
+        why = f"the activation method needs at least 2 samples, got {options.dead_neuron_samples}"
+        return _result("weight", layers, why + "; counted from incoming weight norms")
     reason: str | None = None
     if options.model_factory:
         try:
             return _result("activation", by_factory(tensors, network, options), None)
         except Exception as exc:  # user code: any failure becomes the stated fallback
             reason = f"model factory {options.model_factory} failed: {type(exc).__name__}: {exc}"
-    if hidden is not None:
+    if chains:
         stated = None if reason is None else reason + "; rebuilt as a Linear chain instead"
-        return _result("activation", by_rebuild(tensors, hidden, options), stated)
+        layers = [entry for chain in chains for entry in by_rebuild(tensors, chain[0], options)]
+        return _result("activation", layers, stated)
     if reason is None:
         reason = "the network is not a chain of Linear layers and no model_factory is configured"
     layers = by_weights(tensors, None, options.dead_neuron_weight_threshold)

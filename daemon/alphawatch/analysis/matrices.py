@@ -57,9 +57,14 @@ def _last_component(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _is_embedding(name: str) -> bool:
+# Embedding tables named without "embed": GPT-2's token / position tables, `emb`.
+_EMBEDDING_COMPONENTS = ("wte", "wpe", "emb")
+
+
+def is_embedding(name: str) -> bool:
+    """A lookup table by its key (`embeddings.word_embeddings.weight`, `wte.weight`): rows are tokens."""
     parts = name.lower().split(".")
-    return any("embed" in p for p in parts[:-1]) or "embed" in parts[-1]
+    return any("embed" in p or p in _EMBEDDING_COMPONENTS for p in parts)
 
 
 def _rnn_gate_count(name: str, tensor: torch.Tensor, tensors: Mapping[str, torch.Tensor]) -> int:
@@ -106,7 +111,7 @@ def units_for(name: str, key: str, tensor: torch.Tensor, tensors: Mapping[str, t
             if gates > 1:
                 return _split_rows(name, key, "rnn_gate", w, _GATE_NAMES[gates])
             return [Unit(name, key, "rnn_gate", shape, w.unsqueeze(0))]
-        kind = "embedding" if _is_embedding(name) else "linear"
+        kind = "embedding" if is_embedding(name) else "linear"
         return [Unit(name, key, kind, shape, w.unsqueeze(0))]
     if last != "weight":
         return [

@@ -33,12 +33,20 @@ from alphawatch.analysis.matrices import Unit
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
 # WeightWatcher analyze() defaults (weightwatcher/constants.py, 0.7.7); checked in tests.
 MIN_EVALS = 8
 MAX_EVALS = 15000
 MAX_N = 50000
 NAN_REASON = "NaN/Inf weights"
+# A tail whose largest eigenvalue is within this fraction of xmin is flat: the fit's alpha
+# (>= 1 + 1/FLAT_TAIL_RTOL, i.e. over ~1000) is then set by float rounding, not by the weights.
+FLAT_TAIL_RTOL = 1e-3
+FLAT_REASON = (
+    "flat spectrum: the tail eigenvalues are equal within 0.1% (e.g. an orthogonal initialisation), "
+    "so no power law can be fitted"
+)
 
 
 @contextlib.contextmanager
@@ -151,6 +159,18 @@ def fit_powerlaw(evals: np.ndarray) -> dict[str, Any]:
     }
 
 
+def flat_tail(evals: np.ndarray, xmin: float | None) -> bool:
+    """True when the fitted tail is (numerically) a single eigenvalue repeated.
+
+    SB3's PPO/A2C initialise hidden layers orthogonally: every singular value is the gain,
+    so the fit returns an alpha in the millions that WW's float64 SVD and our float32 one
+    do not even agree on (3.4e6 vs 4.5e6). Such an alpha would swamp every mean.
+    """
+    if xmin is None or xmin <= 0:
+        return False
+    return float(evals.max()) <= xmin * (1.0 + FLAT_TAIL_RTOL)
+
+
 def norm_metrics(evals: np.ndarray) -> dict[str, float | None]:
     """stable_rank and log_spectral_norm exactly as WW's apply_norm_metrics."""
     import numpy as np
@@ -164,10 +184,17 @@ def norm_metrics(evals: np.ndarray) -> dict[str, float | None]:
         }
 
 
-def analyze_unit(unit: Unit) -> dict[str, Any]:
-    """The spectral fields of one layer entry (see CONTRACTS.md), never NaN."""
+def _all_finite(stack: torch.Tensor) -> bool:
+    """No NaN/Inf; float8 (FP8-quantized checkpoints) has no isfinite kernel, so it is upcast."""
     import torch
 
+    if stack.dtype.itemsize == 1:
+        stack = stack.to(torch.float16)
+    return bool(torch.isfinite(stack).all())
+
+
+def analyze_unit(unit: Unit) -> dict[str, Any]:
+    """The spectral fields of one layer entry (see CONTRACTS.md), never NaN."""
     out: dict[str, Any] = {
         "alpha": None,
         "stable_rank": None,
@@ -179,7 +206,7 @@ def analyze_unit(unit: Unit) -> dict[str, Any]:
         "status": "ok",
         "reason": None,
     }
-    if unit.stack is not None and not bool(torch.isfinite(unit.stack).all()):
+    if unit.stack is not None and not _all_finite(unit.stack):
         out.update(status="failed", reason=NAN_REASON)
         return out
     reason = skip_reason(unit)
@@ -192,6 +219,9 @@ def analyze_unit(unit: Unit) -> dict[str, Any]:
     fit = fit_powerlaw(evals)
     if not fit.pop("ok"):
         out.update(status="failed", reason="power-law fit failed (WeightWatcher alpha -1)")
+        return out
+    if flat_tail(evals, fit["xmin"]):
+        out.update(status="failed", reason=FLAT_REASON)
         return out
     out.update(fit)
     return out

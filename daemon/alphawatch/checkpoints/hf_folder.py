@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alphawatch.checkpoints.safetensors_file import load_safetensors
+from alphawatch.checkpoints.safetensors_file import load_safetensors, natural_order
 from alphawatch.checkpoints.safety import member_within
 from alphawatch.checkpoints.sniff import HF_INDEX_FILE, HF_WEIGHT_FILE, sniff
 from alphawatch.checkpoints.torch_file import load_torch_file
@@ -81,6 +81,8 @@ def load_hf_folder(
             raise CheckpointError("not_a_checkpoint", f"{shown}: a {fmt}, not a weights file")
     if skipped:
         notes.append(f"ignored {skipped} non-floating tensors")
+    if len(names) > 1:  # shards split the model at arbitrary points: back into layer order
+        merged = {name: merged[name] for name in natural_order(merged)}
     present = sorted(n for n in _NOT_WEIGHTS if (folder / n).exists())
     if present:
         notes.append(f"not loaded (training state, not weights): {', '.join(present)}")

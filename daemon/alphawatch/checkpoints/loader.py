@@ -7,6 +7,7 @@ exception (the worker turns it into a ledger row, not a crash).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,13 +82,28 @@ def _load(
     except CheckpointError as exc:  # name the file as the user gave it
         if str(resolved) == display:
             raise
-        shown = f"{display} (-> {resolved})"
+        # the arrow only when a link was followed; a relative path is just named as given
+        linked = resolved != Path(os.path.abspath(path))
+        shown = f"{display} (-> {resolved})" if linked else display
         raise CheckpointError(exc.reason, exc.message.replace(str(resolved), shown)) from None
     obj, reported, notes, step = _read(resolved, fmt, display, root)
     found = unwrap.unwrap(obj)
     notes.extend(found.notes)
     if not found.tensors:
+        if found.meta_tensors:
+            raise CheckpointError(
+                "no_weights",
+                f"{display}: every tensor is on the 'meta' device and holds no data (a model built "
+                "with torch.device('meta') or init_empty_weights was saved before its weights were "
+                "loaded)",
+            )
         raise CheckpointError("no_weights", f"{display}: no floating-point tensors found")
+    if not any(len(tensor.shape) >= 2 for _parts, tensor in found.tensors):
+        raise CheckpointError(
+            "no_weights",
+            f"{display}: no weight matrix, only 1-D tensors (biases, norm scales); "
+            "there is nothing to fit",
+        )
     networks, keys = grouping.group(found, network_patterns, notes)
     if not networks:
         raise CheckpointError("no_weights", f"{display}: no tensor matched the configured network_patterns")

@@ -6,6 +6,8 @@ file shorter than its header promises is `truncated` / `not_a_checkpoint`.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,20 @@ from alphawatch.checkpoints.complete import safetensors_expected_size
 from alphawatch.errors import CheckpointError
 
 _FLOAT_DTYPES = ("F", "BF")  # F16, F32, F64, BF16, F8_* ; not I*, U*, BOOL
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_order(names: Iterable[str]) -> list[str]:
+    """Names with numbers compared as numbers: `h.2` before `h.10`.
+
+    safetensors stores tensor names sorted as text, which puts layer 10 before layer 2;
+    reports list and plot layers in this order, so depth should read top to bottom.
+    """
+    return sorted(names, key=_natural_key)
+
+
+def _natural_key(name: str) -> list[tuple[int, int, str]]:
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in _DIGITS.split(name)]
 
 
 def load_safetensors(path: Path, display: str | Path) -> tuple[dict[str, Any], int]:
@@ -23,7 +39,7 @@ def load_safetensors(path: Path, display: str | Path) -> tuple[dict[str, Any], i
     skipped = 0
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
-            for name in fh.keys():  # noqa: SIM118 - safe_open is not a Mapping
+            for name in natural_order(fh.keys()):
                 dtype = fh.get_slice(name).get_dtype()
                 if dtype.startswith(_FLOAT_DTYPES):
                     tensors[name] = fh.get_tensor(name)

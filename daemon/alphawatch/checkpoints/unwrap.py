@@ -41,6 +41,9 @@ class Found:
     tensors: list[tuple[tuple[str, ...], Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     integer_tensors: list[str] = field(default_factory=list)
+    # tensors without data (device 'meta': a model built with torch.device("meta") or
+    # accelerate's init_empty_weights and saved before its weights were materialized)
+    meta_tensors: list[str] = field(default_factory=list)
 
 
 def is_ignored_key(key: str) -> bool:
@@ -142,6 +145,10 @@ def unwrap(obj: Any) -> Found:
     if found.integer_tensors:
         sample = ", ".join(found.integer_tensors[:3])
         found.notes.append(f"ignored {len(found.integer_tensors)} non-floating tensors (e.g. {sample})")
+    if found.meta_tensors:
+        sample = ", ".join(found.meta_tensors[:3])
+        found.notes.append(f"ignored {len(found.meta_tensors)} tensors on the 'meta' device, which hold "
+                           f"no data (e.g. {sample})")
     return found
 
 
@@ -149,7 +156,9 @@ def _collect(value: Any, parts: tuple[str, ...], found: Found, depth: int) -> No
     if depth > 50 or is_optimizer_state(value):
         return
     if _is_tensor(value):
-        if value.is_floating_point():
+        if value.is_meta:
+            found.meta_tensors.append(".".join(found.prefix + parts))
+        elif value.is_floating_point():
             found.tensors.append((parts, value))
         else:
             found.integer_tensors.append(".".join(found.prefix + parts))

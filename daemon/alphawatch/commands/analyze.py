@@ -37,13 +37,14 @@ class UsageError(Exception):
     """A problem with what the user asked for: exit code 2, one line."""
 
 
-def _positive_int(text: str) -> int:
+def _sample_count(text: str) -> int:
+    """A variance over one sample is 0: with N=1 every unit would read as dead."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a variance needs two samples), got {value}")
     return value
 
 
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dead-neuron-method", choices=DEAD_NEURON_METHODS,
                         help="activation (default): run sample inputs through the rebuilt "
                              "network; weight: incoming-weight norms")
-    parser.add_argument("--dead-neuron-samples", type=_positive_int, metavar="N",
+    parser.add_argument("--dead-neuron-samples", type=_sample_count, metavar="N",
                         help="sample inputs for the activation method (default 1000)")
     parser.add_argument("--activation", choices=ACTIVATIONS,
                         help="activation used to rebuild Linear chains (default relu)")
@@ -241,11 +242,18 @@ def _swallowed_hint(networks: Sequence[str] | None) -> str:
 
 def _prepare_outputs(args: argparse.Namespace) -> None:
     """Create output folders before spending minutes on analysis, so a typo fails fast."""
+    from alphawatch.report.json_report import is_special
+
     targets = [args.output_dir] if args.output_dir else []
     if args.json_path and args.json_path != "-":
-        if Path(args.json_path).is_dir():
+        json_path = Path(args.json_path)
+        if json_path.is_dir():
             raise UsageError(f"--json {args.json_path} is a folder; give a file name (or '-')")
-        targets.append(Path(args.json_path).parent)
+        if is_special(json_path):  # /dev/stdout, a pipe: written through, its folder does not matter
+            if not os.access(json_path, os.W_OK):
+                raise UsageError(f"--json {args.json_path} is not writable")
+        else:
+            targets.append(json_path.parent)
     for folder in targets:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -297,6 +305,10 @@ def main(args: argparse.Namespace) -> int:
     from alphawatch.checkpoints import sniff
     from alphawatch.report.json_report import build_document
 
+    if options.model_factory and os.getcwd() not in sys.path:
+        # `module:function` from the user's project, as `python -m` would find it; appended,
+        # so nothing in the current folder shadows an installed package
+        sys.path.append(os.getcwd())
     paths, failures = expand(inputs, sniff)
     for failure in failures:
         print(failure_line(failure["path"], failure["message"], failure["reason"]), file=sys.stderr)
@@ -306,6 +318,8 @@ def main(args: argparse.Namespace) -> int:
     document = build_document(in_step_order(results, summary_trend["order"]), failures, summary_trend)
     try:
         _emit(document, args, options.alpha_threshold)
+    except BrokenPipeError:  # `| head`: the reader has gone; alphawatch.cli ends quietly
+        raise
     except OSError as exc:
         print(f"{PROG}: error: cannot write reports: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,11 +58,27 @@ def dump(document: Mapping[str, Any], stream: TextIO) -> None:
     stream.flush()
 
 
+def is_special(path: Path) -> bool:
+    """An existing path that is not a plain file: a link, a device, a FIFO (`/dev/stdout`, `>(jq .)`)."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def write(document: Mapping[str, Any], path: Path) -> Path:
-    """Write the document to `path` atomically (a reader never sees half a file)."""
+    """Write the document to `path` atomically (a reader never sees half a file).
+
+    A link, device or pipe is written through instead: renaming a temp file over
+    `/dev/stdout` or `/dev/fd/63` would replace the link or device node itself.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = dumps(document) + "\n"
+    if is_special(path):
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -228,15 +228,21 @@ def plot_trend(trend: Mapping[str, Any], path: Path, threshold: float = 2.0) -> 
 
 
 def write(document: Mapping[str, Any], output_dir: Path, threshold: float = 2.0) -> list[Path]:
-    """Per-network figures for the latest checkpoint (last in step order) and, with several
-    checkpoints, the alpha-over-training plot."""
+    """Per-network figures from the latest checkpoint (last in step order) that holds the
+    network and, with several checkpoints, the alpha-over-training plot."""
     checkpoints = document.get("checkpoints", [])
     written: list[Path] = []
     if not checkpoints:
         return written
-    latest = checkpoints[-1]
-    subtitle = f"{checkpoint_label(str(latest.get('path')))}  (step {latest.get('step')})"
-    for network, net in latest.get("networks", {}).items():
+    # each network from the latest checkpoint holding it: files of different models given
+    # together (actor.pt, critic.pt) each get their figure
+    latest: dict[str, Mapping[str, Any]] = {}
+    for ckpt in checkpoints:
+        for network in ckpt.get("networks", {}):
+            latest[network] = ckpt
+    for network, ckpt in latest.items():
+        subtitle = f"{checkpoint_label(str(ckpt.get('path')))}  (step {ckpt.get('step')})"
+        net = ckpt["networks"][network]
         written.append(plot_network(network, net, Path(output_dir) / metrics_filename(network), subtitle))
     trend = document.get("trend") or {}
     if len(checkpoints) > 1 and trend.get("order"):

@@ -99,9 +99,11 @@ def format_dead_neurons(dead: Mapping[str, Any] | None) -> str:
     count, total, ratio = dead.get("count"), dead.get("total"), dead.get("ratio")
     status = DEAD_NEURON_WORDS.get(str(dead.get("status")), str(dead.get("status", "unknown")).upper())
     pct = "n/a" if ratio is None else f"{ratio * 100:.2f}%"
-    text = f"{fmt(count)}/{fmt(total)} ({pct}) -> {status} [{dead.get('method', '?')}]"
-    if dead.get("fallback_reason"):
-        text += f"\n{'':28}(weight-based: {dead['fallback_reason']})"
+    counted = f"n/a of {fmt(total)}" if count is None else f"{fmt(count)}/{fmt(total)}"
+    method = dead.get("method", "?")
+    text = f"{counted} ({pct}) -> {status} [{method}]"
+    if dead.get("fallback_reason"):  # weight-based fallback, or a failed factory replaced by a rebuild
+        text += f"\n{'':28}({method}-based: {dead['fallback_reason']})"
     return text
 
 
