@@ -176,6 +176,8 @@ worker:
         ("stop:\n  threshold: 0\n", "stop.threshold: must be a number > 0"),
         ("stop:\n  threshold: .nan\n", "stop.threshold: must be a number > 0"),
         ("stop:\n  patience: 1.5\n", "stop.patience: must be an integer >= 1, got 1.5"),
+        ("analysis:\n  dead_neurons:\n    samples: 1\n",
+         "analysis.dead_neurons.samples: must be an integer >= 2, got 1"),
         ("stop:\n  enabled: maybe\n", "stop.enabled: must be true or false, got 'maybe'"),
         ("watch:\n  observr: polling\n", "watch.observr: unknown key; allowed keys: backlog, ignore"),
         ("watch:\n  observer: fsevents\n", "watch.observer: must be one of auto, inotify, polling"),

@@ -172,7 +172,7 @@ SCHEMA: dict[str, dict[str, Parser]] = {
         "network_patterns": _patterns,
         "seed": _integer(0),
         "dead_neurons.method": _choice(*DEAD_NEURON_METHODS),
-        "dead_neurons.samples": _integer(1),
+        "dead_neurons.samples": _integer(2),
         "dead_neurons.variance_threshold": _number(0, strict=False),
         "dead_neurons.weight_threshold": _number(0, strict=False),
         "dead_neurons.activation": _choice(*ACTIVATIONS),
