@@ -25,7 +25,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from tests.deploy.helpers import (
     healthcheck_command,
 )
 from tests.deploy.weights import write_overfit_checkpoint
+from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -133,12 +133,6 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def container_root() -> Iterator[Path]:
     # not pytest's tmp_path: /tmp/pytest-of-root is 0700 and the non-root user could not enter
@@ -173,7 +167,7 @@ def test_entrypoint_as_non_root_with_read_only_checkpoints(container_root: Path)
             os.chown(folder, uid, gid)
     tmp.chmod(0o1777)
 
-    port = _free_port()
+    port = free_port()
     config = yaml.safe_load(DOCKER_CONFIG.read_text())
     config = _rewrite(config, root)
     config["metrics"].update({"host": "127.0.0.1", "port": port})

@@ -26,7 +26,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ from tests.deploy.helpers import (
     variable_queries,
 )
 from tests.deploy.weights import write_overfit_checkpoint
+from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -60,12 +60,6 @@ ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 
 
 # ------------------------------------------------------------------------------ helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_json(url: str, params: dict[str, Any] | None = None, timeout: float = 5.0) -> Any:

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,18 +33,13 @@ from alphawatch.client import StopSignal
 from alphawatch.service.ledger import Ledger
 
 from tests.examples.helpers import EXAMPLES, REPO
+from tests.support import free_port, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 THRESHOLD = 2.0
 RUN = "e2e"
 TRAINING_LIMIT_S = 240  # the training job must halt itself well within this
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str) -> str:
@@ -60,16 +54,6 @@ def metric(text: str, name: str, **labels: str) -> float | None:
         if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
             return float(match.group(2))
     return None
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_training_halts_itself_when_the_daemon_signals(tmp_path: Path) -> None:
@@ -96,7 +80,7 @@ def test_training_halts_itself_when_the_daemon_signals(tmp_path: Path) -> None:
             except OSError:
                 return False
 
-        wait_for(ready, 60, "the daemon's /readyz")
+        wait_until(ready, 60, 0.2, "the daemon's /readyz")
 
         started = time.monotonic()
         training = subprocess.Popen(
@@ -132,7 +116,7 @@ def test_training_halts_itself_when_the_daemon_signals(tmp_path: Path) -> None:
             done = metric(text, "alphawatch_checkpoints", run=RUN, status="done")
             return text if done == len(files) else None
 
-        text = wait_for(all_done, 120, f"{len(files)} checkpoints done in /metrics")
+        text = wait_until(all_done, 120, 0.2, f"{len(files)} checkpoints done in /metrics")
         assert metric(text, "alphawatch_checkpoints", run=RUN, status="failed") == 0
         assert metric(text, "alphawatch_stop_signal", run=RUN) == 1
         assert metric(text, "alphawatch_alpha", run=RUN, network="model") is not None

@@ -14,18 +14,9 @@ import pytest
 from alphawatch.config import RunConfig, WatchConfig
 from alphawatch.service.watch import Candidate, RunWatcher
 
+from tests.support import wait_until
+
 QUIET = 0.5  # short quiet period so the tests are fast, long enough to be meaningful
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout} s")
 
 
 def sac_bytes(step: int, hidden: int = 32, seed: int = 0) -> bytes:

@@ -14,7 +14,7 @@ from alphawatch.service import daemon as daemon_module
 from alphawatch.service.ledger import Ledger
 from alphawatch.service.worker import AnalysisWorker
 
-from tests.service.conftest import wait_until
+from tests.support import wait_until
 
 
 def _config(tmp_path: Path, stop_file: Path) -> Config:

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from tests.factories import atomic_torch_save, save_sac_checkpoint
-from tests.service.conftest import QUIET, sac_bytes, save_heavy_tailed_sac, slow_write, wait_until
+from tests.service.conftest import QUIET, sac_bytes, save_heavy_tailed_sac, slow_write
+from tests.support import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ from alphawatch.config import load_config
 from alphawatch.service import daemon as daemon_module
 from alphawatch.service.worker import AnalysisWorker
 
-from tests.service.conftest import wait_until
+from tests.support import wait_until
 
 
 def _readyz(port: int) -> tuple[int, str]:

@@ -19,6 +19,7 @@ from alphawatch.service.metrics import LedgerCollector
 from prometheus_client import CollectorRegistry
 
 from tests.service.test_metrics import fill_ledger
+from tests.support import free_port
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -139,12 +140,6 @@ def test_stop_releases_the_port() -> None:
     again = MetricsServer("127.0.0.1", port, CollectorRegistry(), ready=lambda: (True, "ok"))
     again.start()
     again.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.e2e

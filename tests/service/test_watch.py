@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from alphawatch.service.observers import choose_observer, filesystem_type, needs_polling
 
-from tests.service.conftest import QUIET, sac_bytes, slow_write, wait_until
+from tests.service.conftest import QUIET, sac_bytes, slow_write
+from tests.support import wait_until
 
 OBSERVERS = ["inotify", "polling"]
 
