@@ -342,13 +342,17 @@ WRITER = textwrap.dedent(
         os.replace(tmp, path)
 
     if mode == "daemon":
+        from alphawatch.client import signal_from_object
         from alphawatch.service.stop_signal import write_stop_signal
+
+        def as_signal(payload):
+            return signal_from_object(payload)[0]
 
     for i in range(count):
         if mode == "replace":
             replace_write(i)
         else:  # the daemon's writer never overwrites: write, then clear, as `signal clear` does
-            assert write_stop_signal(path, payload(i)) is True
+            assert write_stop_signal(path, as_signal(payload(i))) is True
             os.unlink(path)
     print("done", count)
     """

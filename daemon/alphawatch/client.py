@@ -33,7 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Signal", "StopSignal", "StopSignalWarning", "MAX_SIGNAL_BYTES"]
+__all__ = ["FIELDS", "MAX_SIGNAL_BYTES", "Signal", "StopSignal", "StopSignalWarning", "parse_signal",
+           "signal_from_object"]
 
 #: A stop signal is a few hundred bytes; anything much larger is not one of ours.
 MAX_SIGNAL_BYTES = 1 << 20
@@ -41,9 +42,12 @@ MAX_SIGNAL_BYTES = 1 << 20
 #: cannot grow memory without bound).
 _MAX_REMEMBERED_WARNINGS = 64
 
+#: The protocol's fields, in the order the daemon writes them (docs/stop-signal.md).
+FIELDS = ("stop", "reason", "run", "network", "metric", "value", "threshold", "checkpoint", "step",
+          "recommended_checkpoint", "created_at", "version")
 _STRING_FIELDS = ("reason", "run", "network", "metric", "checkpoint", "recommended_checkpoint", "created_at")
 _NUMBER_FIELDS = ("value", "threshold")
-_KNOWN_FIELDS = frozenset(("stop", "step", "version", *_STRING_FIELDS, *_NUMBER_FIELDS))
+_KNOWN_FIELDS = frozenset(FIELDS)
 
 
 class StopSignalWarning(UserWarning):
@@ -68,6 +72,14 @@ class Signal:
     version: int | str | None = None
     #: Fields this reader does not know (newer writers may add some); kept, not rejected.
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's JSON object: the known fields in protocol order, then the extra ones.
+
+        The daemon writes exactly this, so the writer and every reader share one field list.
+        """
+        known = {name: getattr(self, name) for name in FIELDS}
+        return {**known, **{k: v for k, v in self.extra.items() if k not in known}}
 
     def describe(self) -> str:
         """One line for a log: the reason, and the checkpoint to go back to if any."""
@@ -272,6 +284,11 @@ def parse_signal(data: bytes) -> tuple[Signal | None, str | None]:
         return None, f"is not valid JSON ({exc})"
     if not isinstance(obj, dict):
         return None, f"holds a JSON {type(obj).__name__}, not an object"
+    return signal_from_object(obj)
+
+
+def signal_from_object(obj: Mapping[str, Any]) -> tuple[Signal | None, str | None]:
+    """A parsed JSON object as a Signal: (signal, None), (signal, note) or (None, problem)."""
     stop = obj.get("stop")
     notes: list[str] = []
     if "stop" not in obj:

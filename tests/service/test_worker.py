@@ -141,19 +141,24 @@ def test_timeout_kills_and_replaces_the_worker(worker, limits, tmp_path):
     assert again.ok and worker.pid != old
 
 
-def test_memory_limit_gives_out_of_memory_and_a_fresh_worker(worker, limits, tmp_path):
-    """A 3000x3000 layer needs ~70 MiB as float64 for its SVD alone; allow 16 MiB."""
+def test_memory_limit_gives_out_of_memory_and_a_fresh_worker(tmp_path):
+    """A 3000x3000 layer needs ~70 MiB as float64 for its SVD alone; allow 16 MiB (the limit is
+    the worker's for its life: sent once, when it starts)."""
     path = tmp_path / "big_1.pt"
     gen = torch.Generator().manual_seed(0)
     torch.save({"model": {"fc.weight": torch.randn(3000, 3000, generator=gen)}}, path)
-    limits(memory_limit_mb=16)
-    old = worker.pid
-    out = worker.analyze(path, tmp_path)
-    assert not out.ok and out.reason == "out_of_memory", out
-    limits()
-    small = save_sac_checkpoint(tmp_path / "step_2.pt", 2, hidden=16)
-    again = worker.analyze(small, tmp_path)
-    assert again.ok and worker.pid != old
+    tight = AnalysisWorker(WorkerConfig(memory_limit_mb=16, timeout_seconds=120, threads=1, nice=5),
+                           AnalysisOptions())
+    try:
+        tight.start()
+        old = tight.pid
+        out = tight.analyze(path, tmp_path)
+        assert not out.ok and out.reason == "out_of_memory", out
+        small = save_sac_checkpoint(tmp_path / "step_2.pt", 2, hidden=16)
+        again = tight.analyze(small, tmp_path)
+        assert again.ok and tight.pid != old, again
+    finally:
+        tight.stop()
 
 
 def test_a_worker_killed_mid_analysis_is_reported_and_replaced(worker, tmp_path):
