@@ -181,7 +181,7 @@ def test_symlink_outside_is_flagged_and_in_tree_link_is_not_doubled(tmp_path, ma
     assert by_path["evil.pt"].note == "outside_watch" and by_path["step_1.pt"].note is None
 
 
-def test_truncated_and_garbage_files_are_handed_on_as_incomplete(tmp_path, make_watcher):
+def test_truncated_files_wait_the_stale_hold_and_garbage_goes_at_once(tmp_path, make_watcher):
     folder = tmp_path / "ckpts"
     folder.mkdir()
     data = sac_bytes(step=3)
@@ -192,9 +192,13 @@ def test_truncated_and_garbage_files_are_handed_on_as_incomplete(tmp_path, make_
     watcher, emitted = make_watcher(folder, rescan=1.0)
     stale = watcher.stale_hold
     wait_until(lambda: len(emitted.items) == 3, timeout=stale + 15)
-    assert {c.note for c in emitted.items} == {"incomplete"}
-    # held back for the whole stale hold: a writer that merely paused is given that long
-    assert min(emitted.times) >= started + stale - 0.2
+    by_path = {c.path.name: (c.note, t) for c, t in zip(emitted.items, emitted.times, strict=True)}
+    # bytes that can never become a checkpoint: handed on after the quiet period, so the
+    # failure is reported at once
+    assert by_path["garbage_4.pt"][0] is None and by_path["garbage_4.pt"][1] < started + stale - 0.5
+    # maybe still being written: held back for the whole stale hold (a writer may have paused)
+    for name in ("cut_3.pt", "empty_5.pt"):
+        assert by_path[name][0] == "incomplete" and by_path[name][1] >= started + stale - 0.2
 
 
 def test_folder_created_later_then_deleted_and_recreated(tmp_path, make_watcher):
@@ -256,6 +260,26 @@ def test_filesystem_type_picks_the_longest_mount_prefix(tmp_path):
     assert filesystem_type(tmp_path / "hostile", str(info)) == "ext4"  # prefix, not substring
     assert needs_polling("nfs4") and needs_polling("fuse.sshfs") and needs_polling("9p")
     assert not needs_polling("ext4") and not needs_polling("tmpfs") and not needs_polling("overlay")
+
+
+def test_mount_table_of_macos_and_native_observers_off_linux(tmp_path, monkeypatch):
+    from alphawatch.service import observers
+
+    table = observers.mount_table(
+        "/dev/disk3s1s1 on / (apfs, sealed, local, read-only, journaled)\n"
+        "map auto_home on /System/Volumes/Data/home (autofs, automounted, nobrowse)\n"
+        "//alice@nas/share on /Volumes/share (smbfs, nodev, nosuid, mounted by alice)\n"
+        "nas:/export/ckpt on /Volumes/ckpt with spaces (nfs, asynchronous)\n")
+    assert table[0] == ("/", "apfs") and ("/Volumes/share", "smbfs") in table
+    assert ("/Volumes/ckpt with spaces", "nfs") in table
+    assert needs_polling("smbfs") and needs_polling("nfs") and not needs_polling("apfs")
+    monkeypatch.setattr(observers.sys, "platform", "darwin")
+    choice = observers.choose_observer("auto", tmp_path)
+    fstype = filesystem_type(tmp_path)
+    assert choice.kind == ("polling" if needs_polling(fstype) else "native")  # FSEvents, not polling
+    from watchdog.observers import Observer
+
+    assert isinstance(observers.make_observer("native", 1.0), Observer)
 
 
 def test_choose_observer_respects_forced_values_and_detects_local_fs(tmp_path):
