@@ -200,7 +200,7 @@ def test_comparison_table_pattern_and_recommendation(multi_run: dict[str, Any]) 
     doc = multi_run["doc"]
     report = (out / "network_health_report.txt").read_text(encoding="utf-8")
     assert report in multi_run["run"].stdout
-    table = report[report.index("ALPHA OVER TRAINING (3 checkpoints, in step order)"):]
+    table = report[report.index("ALPHA OVER TRAINING (3 checkpoints, in training order)"):]
     rows = [line for line in table.splitlines() if "generation_" in line and "Recommended" not in line]
     names = [line.split()[1] for line in rows]
     assert names == ["generation_100.pt", "generation_200.pt", "generation_300.pt"]
@@ -269,6 +269,18 @@ def test_unknown_network_is_a_failure(sac_dir: Path) -> None:
     assert run.returncode == 3
     assert len(run.stderr_lines) == 1 and "actr" in run.stderr and "Traceback" not in run.stderr
     assert run.json()["failures"][0]["reason"] == "no_weights"
+
+
+@e2e
+def test_a_typo_among_several_networks_is_named_and_fails(sac_dir: Path) -> None:
+    run = run_cli(sac_dir / "generation_100.pt", "--networks", "actor", "critic1", "--json", "-", "--quiet",
+                  "--dead-neuron-method", "weight")
+    assert run.returncode == 3
+    assert len(run.stderr_lines) == 1 and "unknown network(s) critic1" in run.stderr
+    ckpt = run.json()["checkpoints"][0]
+    assert list(ckpt["networks"]) == ["actor"]  # the rest is still analyzed
+    missing = [i for i in ckpt["issues"] if i["code"] == "missing_networks"]
+    assert len(missing) == 1 and "critic_1" in missing[0]["message"]  # what the checkpoint does have
 
 
 @e2e
