@@ -223,18 +223,22 @@ def test_permission_denied_warns_and_continues() -> None:
 
 
 class _Counter:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts os.stat / os.open calls on one path. The wrappers replace the os functions for
+    the whole process (client.os is os), so only calls on `path` are counted: another thread
+    stat-ing its own files cannot change the figures."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
         self.stats = 0
         self.opens = 0
         real_stat, real_open = os.stat, os.open
 
-        def stat(*args, **kwargs):
-            self.stats += 1
-            return real_stat(*args, **kwargs)
+        def stat(target, *args, **kwargs):
+            self.stats += os.fspath(target) == str(path)
+            return real_stat(target, *args, **kwargs)
 
-        def open_(*args, **kwargs):
-            self.opens += 1
-            return real_open(*args, **kwargs)
+        def open_(target, *args, **kwargs):
+            self.opens += os.fspath(target) == str(path)
+            return real_open(target, *args, **kwargs)
 
         monkeypatch.setattr(client.os, "stat", stat)
         monkeypatch.setattr(client.os, "open", open_)
@@ -244,7 +248,7 @@ def test_unchanged_file_costs_one_stat_and_no_read(tmp_path: Path, monkeypatch: 
     path = tmp_path / "stop.json"
     write(path, PAYLOAD)
     reader = StopSignal(path)
-    counter = _Counter(monkeypatch)
+    counter = _Counter(monkeypatch, path)
     for _ in range(100):
         assert reader.should_stop() is True
     assert (counter.stats, counter.opens) == (100, 1)
@@ -253,7 +257,7 @@ def test_unchanged_file_costs_one_stat_and_no_read(tmp_path: Path, monkeypatch: 
 def test_poll_every_stats_only_every_nth_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "stop.json"
     reader = StopSignal(path, poll_every=10)
-    counter = _Counter(monkeypatch)
+    counter = _Counter(monkeypatch, path)
     answers = []
     for call in range(1, 31):
         if call == 12:
@@ -266,13 +270,22 @@ def test_poll_every_stats_only_every_nth_call(tmp_path: Path, monkeypatch: pytes
 
 def test_poll_interval_limits_checks_in_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(client.time, "monotonic", lambda: now[0])
-    reader = StopSignal(tmp_path / "stop.json", poll_interval=5.0)
-    counter = _Counter(monkeypatch)
+    reader = StopSignal(tmp_path / "stop.json", poll_interval=5.0, clock=lambda: now[0])
+    counter = _Counter(monkeypatch, tmp_path / "stop.json")
     for _ in range(20):
         reader.should_stop()
         now[0] += 1.0
     assert counter.stats == 4  # t = 1000, 1005, 1010, 1015
+
+
+def test_poll_interval_uses_the_monotonic_clock_by_default(tmp_path: Path) -> None:
+    """No clock given: the real one. Two immediate calls with a long interval stat once."""
+    path = tmp_path / "stop.json"
+    reader = StopSignal(path, poll_interval=3600.0)
+    assert reader.should_stop() is False
+    write(path, PAYLOAD)
+    assert reader.should_stop() is False  # within the interval: answered from memory
+    assert reader.read() is not None and reader.should_stop() is True
 
 
 def test_bad_arguments_are_refused_at_construction() -> None:

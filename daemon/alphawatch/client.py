@@ -29,7 +29,7 @@ import os
 import stat
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,7 @@ class StopSignal:
     ``should_stop()`` and answer the other calls from memory.
     ``poll_interval``: and not more often than once per this many seconds (0 = no limit).
     ``stop_on_invalid``: treat a file that exists but cannot be understood as a stop.
+    ``clock``: seconds for ``poll_interval`` (default ``time.monotonic``; tests pass a fake).
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class StopSignal:
         poll_interval: float = 0.0,
         *,
         stop_on_invalid: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if int(poll_every) < 1:
             raise ValueError(f"poll_every must be >= 1, got {poll_every!r}")
@@ -125,6 +127,7 @@ class StopSignal:
         self.poll_every = int(poll_every)
         self.poll_interval = float(poll_interval)
         self.stop_on_invalid = stop_on_invalid
+        self._clock = clock
         self._calls = 0
         self._last_check: float | None = None
         self._identity: tuple[int, ...] | None = None  # stat of the content we parsed
@@ -140,7 +143,7 @@ class StopSignal:
         self._calls += 1
         due = (self._calls - 1) % self.poll_every == 0
         if due and self.poll_interval and self._last_check is not None:
-            due = time.monotonic() - self._last_check >= self.poll_interval
+            due = self._clock() - self._last_check >= self.poll_interval
         if due:
             self._refresh()
             self._flush_warnings()
@@ -165,7 +168,7 @@ class StopSignal:
         return self._invalid and self.stop_on_invalid
 
     def _refresh(self) -> None:
-        self._last_check = time.monotonic()
+        self._last_check = self._clock()
         try:
             st = os.stat(self.path)
         except FileNotFoundError:

@@ -87,8 +87,8 @@ class _Handler(FileSystemEventHandler):
             w.root_gone.set()
             return
         if event.event_type == "moved":
-            if src is not None:
-                w.touch(src)
+            if src is not None:  # the name a writer had open is gone: that writer is done
+                w.touch(src, closed=True)
             w.touch(Path(os.fsdecode(event.dest_path)), closed=True)
         elif isinstance(event, FileModifiedEvent) and src is not None:
             w.touch(src, writing=True)
@@ -194,12 +194,14 @@ class RunWatcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self._step(time.monotonic())
+                self.step(time.monotonic())
             except Exception as exc:  # never let the watcher thread die silently
                 self.log.error("watch_error", run=self.run.name, error=f"{type(exc).__name__}: {exc}")
             self._stop.wait(self.tick)
 
-    def _step(self, now: float) -> None:
+    def step(self, now: float) -> None:
+        """One turn of the loop at time `now` (monotonic seconds). The loop passes the real
+        clock; tests call it with a fake one, without start(), so no time passes unseen."""
         self._check_root()
         if self._observer is None:
             return
