@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -374,10 +375,12 @@ WRITER = textwrap.dedent(
 
 @pytest.mark.parametrize("mode", ["replace", "daemon"])  # os.replace; the daemon's os.link writer
 def test_reader_never_sees_a_torn_signal_while_a_writer_rewrites_it(tmp_path: Path, mode: str) -> None:
+    """The reader stops the race once it has read VERSIONS different versions of the file (a
+    fixed count of writes took 15-40 s here, most of it fsync, and proved no more)."""
+    versions = 300
     path = tmp_path / "stop.json"
-    count = 3000
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), mode, str(count)],
+        [sys.executable, "-c", WRITER, str(path), mode, str(10**6)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -385,9 +388,10 @@ def test_reader_never_sees_a_torn_signal_while_a_writer_rewrites_it(tmp_path: Pa
     reader = StopSignal(path)
     seen: set[int] = set()
     reads = 0
+    deadline = time.monotonic() + 120
     with warnings.catch_warnings():
         warnings.simplefilter("error", StopSignalWarning)  # any unreadable content fails the test
-        while writer.poll() is None:
+        while writer.poll() is None and len(seen) < versions and time.monotonic() < deadline:
             signal = reader.read()
             reads += 1
             if signal is None:
@@ -397,8 +401,9 @@ def test_reader_never_sees_a_torn_signal_while_a_writer_rewrites_it(tmp_path: Pa
             assert signal.reason == "x" * (marker % 97) + f"#{marker}"
             assert (signal.step, signal.value) == (marker, marker + 0.5)
             seen.add(marker)
-    out, err = writer.communicate()
-    assert writer.returncode == 0, err
-    assert out.strip() == f"done {count}"
+    still_writing = writer.poll() is None  # it did not stop on an error of its own
+    writer.kill()
+    _, err = writer.communicate()
+    assert still_writing, err
     # The reader really raced the writer: it saw many different versions of the file.
-    assert len(seen) > 50, (len(seen), reads)
+    assert len(seen) >= versions, (len(seen), reads)
