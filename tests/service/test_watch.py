@@ -427,3 +427,21 @@ def test_choose_observer_respects_forced_values_and_detects_local_fs(tmp_path):
     fstype = filesystem_type(tmp_path)
     assert auto.kind == ("polling" if needs_polling(fstype) else "inotify")
     assert str(fstype) in auto.reason
+
+
+def test_rescan_interval_0_scans_only_when_the_folder_is_armed(tmp_path):
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    (folder / "step_1.pt").write_bytes(sac_bytes(step=1, hidden=8))
+    cfg = WatchConfig(observer="polling", polling_interval_seconds=3600.0, quiet_period_seconds=QUIET,
+                      rescan_interval_seconds=0.0)
+    emitted = Emitted()
+    watcher = RunWatcher(RunConfig(watch=folder, name="run1"), cfg, emitted)
+    try:
+        watcher.step(0.0)  # arms the folder: the startup scan finds step_1
+        (folder / "step_2.pt").write_bytes(sac_bytes(step=2, hidden=8))
+        for t in (1.0, 2.0, 3.0, 50.0):  # the silent observer reports nothing; no rescan runs
+            watcher.step(t)
+        assert emitted.paths() == [folder / "step_1.pt"]
+    finally:
+        watcher.stop()

@@ -98,13 +98,9 @@ def build_options(args: argparse.Namespace) -> AnalysisOptions:
 
 
 def _config_options(path: Path) -> AnalysisOptions:
+    from alphawatch.config import load_config
     from alphawatch.errors import ConfigError
 
-    try:
-        from alphawatch.config import load_config
-    except ImportError:
-        raise UsageError("--config is not available in this build (alphawatch.config.load_config "
-                         "is missing)") from None
     if not path.is_file():
         raise UsageError(f"config file {path} does not exist")
     try:

@@ -207,7 +207,8 @@ class RunWatcher:
             return
         if now >= self._next_rescan:
             self.rescan()
-            self._next_rescan = now + self.cfg.rescan_interval_seconds
+            interval = self.cfg.rescan_interval_seconds  # 0: only the scan when the folder is armed
+            self._next_rescan = now + interval if interval > 0 else float("inf")
         self._process(now)
 
     def _check_root(self) -> None:
