@@ -45,8 +45,8 @@ run: $(VENV)/.installed
 
 # Also runs the container suite (tests/container) when a Docker engine answers or can be started.
 test: tools $(VENV)/.installed lint
-	PATH="$(abspath $(TOOLS))/bin:$$PATH" TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX_URL="$(TORCH_INDEX_URL)" \
-	  $(BIN)/python -m pytest -q
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" ALPHAWATCH_TOOLS="$(abspath $(TOOLS))" \
+	  TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX_URL="$(TORCH_INDEX_URL)" $(BIN)/python -m pytest -q
 
 test-fast: tools $(VENV)/.installed
 	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(BIN)/python -m pytest -q -m "not e2e"

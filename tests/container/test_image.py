@@ -4,6 +4,7 @@ One daemon container (`docker run` with `--read-only --tmpfs /tmp --cap-drop ALL
 --security-opt no-new-privileges`, the image's own user and HEALTHCHECK) watches a host folder
 bind-mounted read-only; the stop signal goes to a named volume. Then, in order:
 
+0. torch in the image is the CPU build;
 1. the HEALTHCHECK turns the container `healthy` (`docker inspect`);
 2. it runs as uid/gid 10001 with no capabilities, no-new-privileges and a read-only root,
    as configured (`docker inspect`) and in effect (/proc/1/status, writes refused);
@@ -127,6 +128,12 @@ def deployment(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iter
             docker("volume", "rm", "--force", volume, check=False)
 
 
+def test_torch_is_the_cpu_build(images: Images) -> None:
+    code = "import torch; print(torch.__version__, torch.version.cuda)"
+    out = docker("run", "--rm", "--entrypoint", "python", images.daemon, "-c", code).stdout.split()
+    assert out[1] == "None" and out[0].endswith("+cpu"), out
+
+
 def test_healthcheck_turns_healthy(deployment: Deployment) -> None:
     wait_healthy(deployment.daemon, timeout=180)
     assert health(deployment.daemon) == "healthy"
@@ -151,7 +158,9 @@ def test_hardening_as_configured_and_in_effect(deployment: Deployment, images: I
     assert fields["Gid"].split() == [str(IMAGE_UID)] * 4
     assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
     assert fields["NoNewPrivs"].strip() == "1"
-    for path in ("/opt/venv/evil", "/etc/alphawatch/config.yaml", "/checkpoints/evil.pt"):
+    # places the user may write by their mode bits, so only a read-only mount can refuse:
+    # /var/tmp (mode 1777) on the root filesystem, and the checkpoint folder (owned by 10001)
+    for path in ("/var/tmp/probe", "/checkpoints/probe.pt"):
         proc = docker("exec", deployment.daemon, "python", "-c", f"open({path!r}, 'a')", check=False)
         assert proc.returncode != 0 and "Read-only file system" in proc.stderr, (path, proc.stderr)
     for path in ("/state/probe", "/signals/.probe", "/tmp/probe"):
