@@ -224,10 +224,20 @@ def test_trainer_halts_itself_on_the_stop_file_in_the_shared_volume(
 
 def test_restart_reanalyzes_nothing(deployment: Deployment) -> None:
     dep = deployment
-    analyzed_before = [e for e in json_events(logs(dep.daemon)) if e.get("event") == "checkpoint_analyzed"]
-    assert len(analyzed_before) >= 3  # generation_100, the trainer's, the overfit one
-    wait_until(lambda: dep.done() == len({e["path"] for e in analyzed_before}), timeout=120, interval=1,
-               what="every checkpoint done before the restart")
+    # first every checkpoint in the folder is done (the trainer may have saved one more just
+    # before it halted): what the restarted daemon analyzes after this would be a re-analysis
+    files = {f"/checkpoints/{p.name}" for p in dep.checkpoints.glob("*.pt")}
+    assert len(files) >= 3  # generation_100, the trainer's, the overfit one
+
+    def analyzed_paths() -> set[str]:
+        return {e["path"] for e in json_events(logs(dep.daemon)) if e.get("event") == "checkpoint_analyzed"}
+
+    def settled() -> bool:
+        busy = re.search(r'^alphawatch_checkpoints\{run="training",status="(pending|analyzing)"\} [1-9]',
+                         dep.metrics(), re.M)
+        return not busy and analyzed_paths() == files and dep.done() == len(files)
+
+    wait_until(settled, timeout=180, interval=1, what="every checkpoint analyzed before the restart")
     done_before = dep.done()
     restarted_at = datetime.now(UTC).isoformat()  # the engine shares this machine's clock
     docker("restart", "--time", str(GRACE_SECONDS), dep.daemon, timeout=GRACE_SECONDS + 60)
@@ -236,7 +246,8 @@ def test_restart_reanalyzes_nothing(deployment: Deployment) -> None:
     time.sleep(5)  # the start-up scan has had time to find every file and queue what it would redo
     after = json_events(logs(dep.daemon, since=restarted_at))
     assert any(e.get("event") == "metrics_listening" for e in after), "no log lines from the restarted daemon"
-    assert [e for e in after if e.get("event") == "checkpoint_analyzed"] == []
+    again = [(e["path"], e.get("step")) for e in after if e.get("event") == "checkpoint_analyzed"]
+    assert again == [], f"re-analyzed after the restart: {again}; files {sorted(files)}"
     metrics = dep.metrics()
     assert dep.done() == done_before
     assert not re.search(r'^alphawatch_checkpoints\{run="training",status="(pending|analyzing)"\} [1-9]',
