@@ -50,7 +50,7 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
     ledger.close()
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make system-deps)")
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make tools)")
 def test_promtool_check_metrics_passes_on_a_live_scrape(served) -> None:  # type: ignore[no-untyped-def]
     server, _, _ = served
     status, content_type, body = get(f"http://127.0.0.1:{server.port}/metrics")
@@ -149,7 +149,7 @@ def test_stop_releases_the_port() -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (make system-deps)")
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (make tools)")
 def test_real_prometheus_scrapes_the_values(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server, _, _ = served
     port = free_port()
@@ -184,7 +184,7 @@ def test_real_prometheus_scrapes_the_values(served, tmp_path: Path) -> None:  # 
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make system-deps)")
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make tools)")
 def test_real_analysis_results_scrape_clean(tmp_path: Path) -> None:
     """Results from the real engine on real SAC checkpoints, through the ledger, to promtool."""
     from alphawatch.analysis import AnalysisOptions, analyze_checkpoint
