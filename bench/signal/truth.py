@@ -1,0 +1,93 @@
+"""Ground truth per run, from the sidecars written beside each checkpoint.
+
+Supervised: the step of the best held-out loss (`gt_step`). A run *over-fits* when training
+on hurts on both counts by its end: held-out loss at least `RISE` (10%) above its best and
+held-out accuracy at least `ACC_DROP` (2 points) below its best. Otherwise it is healthy:
+its loss may creep up a little while accuracy holds (over-confidence), which no user would
+stop a run for.
+
+RL: the *plateau* is the median evaluation return of the last `TAIL` (5) checkpoints; the
+learning range is plateau minus the first checkpoint's return. `gt_step` is the first step
+whose return is within `TOLERANCE` (15%) of the range below the plateau. A *collapse* is a
+later fall to more than half the range below the plateau on two checkpoints in a row; a
+run with one is labelled `collapses`, a run whose range is under 10% of |plateau| (nothing
+learned) `no_learning`, otherwise `healthy`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+RISE, ACC_DROP = 0.10, 0.02
+TAIL, TOLERANCE, COLLAPSE = 5, 0.15, 0.5
+
+
+@dataclass(frozen=True)
+class Truth:
+    kind: str                          # supervised | rl
+    steps: tuple[int, ...]
+    metric: tuple[float, ...]          # held-out loss (lower is better) or eval return (higher is better)
+    accuracy: tuple[float, ...] | None  # held-out accuracy (supervised)
+    gt_step: int | None                # when to stop: best held-out loss / plateau reached
+    label: str                         # healthy | overfits | collapses | no_learning
+    collapse_step: int | None = None
+    plateau: float | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.kind == "rl"
+
+    @property
+    def best(self) -> float:
+        return max(self.metric) if self.higher_is_better else min(self.metric)
+
+    def at(self, step: int) -> float:
+        return self.metric[self.steps.index(step)]
+
+    def regret(self, step: int) -> float:
+        """How much worse the run is at `step` than at its best: relative held-out loss
+        (0.25 = 25% above the best) or the share of the learning range lost (RL)."""
+        value = self.at(step)
+        if not self.higher_is_better:
+            return value / self.best - 1.0
+        span = self.best - self.metric[0]
+        return (self.best - value) / span if span > 0 else 0.0
+
+    @property
+    def should_stop(self) -> bool:
+        """Runs a stop rule ought to halt: over-fitting and collapsing ones."""
+        return self.label in ("overfits", "collapses")
+
+
+def supervised_truth(points: list[dict[str, float]]) -> Truth:
+    steps = tuple(int(p["step"]) for p in points)
+    loss = tuple(float(p["val_loss"]) for p in points)
+    acc = tuple(float(p["val_acc"]) for p in points)
+    best_i = loss.index(min(loss))
+    overfits = loss[-1] >= loss[best_i] * (1 + RISE) and acc[-1] <= max(acc) - ACC_DROP
+    return Truth("supervised", steps, loss, acc, steps[best_i], "overfits" if overfits else "healthy")
+
+
+def rl_truth(points: list[dict[str, float]]) -> Truth:
+    steps = tuple(int(p["step"]) for p in points)
+    ret = tuple(float(p["eval_return"]) for p in points)
+    plateau = statistics.median(ret[-TAIL:])
+    span = plateau - ret[0]
+    if span < 0.1 * abs(plateau):
+        return Truth("rl", steps, ret, None, None, "no_learning", plateau=plateau)
+    reached = next(i for i, r in enumerate(ret) if r >= plateau - TOLERANCE * span)
+    low = plateau - COLLAPSE * span
+    collapse = next((steps[i] for i in range(reached + 1, len(ret) - 1)
+                     if ret[i] < low and ret[i + 1] < low), None)
+    return Truth("rl", steps, ret, None, steps[reached], "collapses" if collapse else "healthy",
+                 collapse_step=collapse, plateau=plateau)
+
+
+def read_truth(kind: str, checkpoints: list[Path]) -> Truth:
+    """The ground truth of a run from the sidecar beside each checkpoint (training order)."""
+    suffix = ".eval.json" if kind == "rl" else ".metrics.json"
+    points = [json.loads(p.with_name(p.stem + suffix).read_text()) for p in checkpoints]
+    return rl_truth(points) if kind == "rl" else supervised_truth(points)
