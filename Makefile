@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast lint demo bench system-deps clean
+.PHONY: run test test-fast lint demo bench signal-study system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_spectral.py
+
+# The stop-signal study (bench/signal): trains real runs (cached in .signal-cache/), analyzes every
+# checkpoint with alphawatch, scores the candidate stop rules; report in bench/signal/results/.
+signal-study: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[study]"
+	$(BIN)/python -m bench.signal
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

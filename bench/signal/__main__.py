@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.signal.report import write_report
 
     out = args.out or (args.cache / "smoke-report" if args.smoke else REPO / "bench" / "signal" / "results")
-    write_report(specs, timings, args.cache, out, smoke=args.smoke, wall_s=wall, load=(load_before, os.getloadavg()))
+    write_report(specs, timings, args.cache, out, smoke=args.smoke, wall_s=wall,
+                 load=(load_before, os.getloadavg()))
     print(f"report: {out / 'report.md'}", flush=True)
     return 0
 

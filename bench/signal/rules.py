@@ -78,6 +78,7 @@ def share_below(threshold: float = 2.0) -> Statistic:
     def statistic(network: Network) -> float | None:
         alphas = [float(layer["alpha"]) for layer in ok_layers(network)]
         return sum(a < threshold for a in alphas) / len(alphas) if alphas else None
+    statistic.__qualname__ = f"share_below({threshold:g})"
     return statistic
 
 
@@ -184,13 +185,12 @@ class TrendRule:
             return None
         for name in networks_seen(results, self.roles):
             series = [self.statistic(network_of(r, name)) for r in results]
-            recent = series[-self.window:]
-            if any(v is None for v in recent):
+            recent = [v for v in series[-self.window:] if v is not None]
+            if len(recent) < self.window:  # unknown in the window: no judgement
                 continue
-            known = [v for v in series if v is not None]
-            now = float(recent[-1])  # type: ignore[arg-type]
-            fell = max(known) - now >= self.drop
-            flat = max(recent) - min(recent) <= self.flat  # type: ignore[type-var]
+            peak, now = max(v for v in series if v is not None), recent[-1]
+            fell = peak - now >= self.drop
+            flat = max(recent) - min(recent) <= self.flat
             if fell and flat and (self.ceiling is None or now < self.ceiling):
                 return name
         return None

@@ -60,7 +60,8 @@ def prepare(spec: RunSpec, cache: Path) -> dict[str, Any]:
         wall, cpu, before = time.monotonic(), time.process_time(), os.times()
         _train(spec, folder)
         after = os.times()  # the examples train in a child process: count its CPU time too
-        children = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+        children = (after.children_user - before.children_user
+                    + after.children_system - before.children_system)
         done.write_text(json.dumps({"train_wall_s": time.monotonic() - wall,
                                     "train_cpu_s": time.process_time() - cpu + children,
                                     "loadavg": os.getloadavg()}))
@@ -77,7 +78,8 @@ def prepare_all(specs: list[RunSpec], cache: Path, jobs: int, log: Any = print) 
     cache.mkdir(parents=True, exist_ok=True)
     ordered = sorted(specs, key=lambda s: -s.cost)
     timings = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+    context = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_one_thread) as pool:
         futures = {pool.submit(prepare, spec, cache): spec for spec in ordered}
         for future in as_completed(futures):
             result = future.result()

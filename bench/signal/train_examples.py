@@ -57,10 +57,12 @@ def _sac_truth(spec: RunSpec, ckpt_dir: Path, episodes: int = 5) -> None:
     sac = _example_module("train_sac")
     env = gym.make("Pendulum-v1")
     env.reset(seed=10_000 + spec.seed)
+    obs_space, act_space = env.observation_space, env.action_space
+    assert isinstance(obs_space, gym.spaces.Box) and isinstance(act_space, gym.spaces.Box)
     for path in _generations(ckpt_dir):
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-        agent = sac.SAC(env.observation_space.shape[0], env.action_space.shape[0],
-                        float(env.action_space.high[0]), hidden=state["actor"]["0.weight"].shape[0])
+        agent = sac.SAC(obs_space.shape[0], act_space.shape[0], float(act_space.high[0]),
+                        hidden=state["actor"]["0.weight"].shape[0])
         agent.actor.load_state_dict(state["actor"])
         returns = []
         for _ in range(episodes):
@@ -89,8 +91,8 @@ def _overfit_truth(spec: RunSpec, ckpt_dir: Path) -> None:
         model.load_state_dict(state["model"])
         with torch.no_grad():
             out, out_val = model(x), model(x_val)
-        record = {"step": state["step"],
-                  "train_loss": float(F.cross_entropy(out, y)), "train_acc": float((out.argmax(1) == y).float().mean()),
+        record = {"step": state["step"], "train_loss": float(F.cross_entropy(out, y)),
+                  "train_acc": float((out.argmax(1) == y).float().mean()),
                   "val_loss": float(F.cross_entropy(out_val, y_val)),
                   "val_acc": float((out_val.argmax(1) == y_val).float().mean())}
         path.with_suffix(".metrics.json").write_text(json.dumps(record))

@@ -36,6 +36,7 @@ def train(spec: RunSpec, run_dir: Path) -> None:
             if self.n_calls % p["save_every"] == 0:
                 returns, lengths = evaluate_policy(self.model, eval_env, n_eval_episodes=p["eval_episodes"],
                                                    deterministic=True, return_episode_rewards=True)
+                assert isinstance(returns, list) and isinstance(lengths, list)
                 steps = self.num_timesteps
                 record = {"step": steps, "eval_return": float(sum(returns) / len(returns)),
                           "eval_returns": [float(r) for r in returns],

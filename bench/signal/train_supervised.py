@@ -101,12 +101,13 @@ class CharTransformer(nn.Module):
         self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab)
-        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(context), persistent=False)
+        mask = nn.Transformer.generate_square_subsequent_mask(context)
+        self.register_buffer("mask", mask, persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         t = ids.shape[1]
         h = self.tok_emb(ids) + self.pos_emb[:t]
-        h = self.blocks(h, mask=self.mask[:t, :t], is_causal=True)
+        h = self.blocks(h, mask=self.get_buffer("mask")[:t, :t], is_causal=True)
         return self.head(self.norm(h))
 
 

@@ -49,11 +49,11 @@ class Truth:
 
     def regret(self, step: int) -> float:
         """How much worse the run is at `step` than at its best: relative held-out loss
-        (0.25 = 25% above the best) or the share of the learning range lost (RL)."""
+        (0.25 = 25% above the best) or the share of the return range (best - worst) lost (RL)."""
         value = self.at(step)
         if not self.higher_is_better:
             return value / self.best - 1.0
-        span = self.best - self.metric[0]
+        span = self.best - min(self.metric)
         return (self.best - value) / span if span > 0 else 0.0
 
     @property

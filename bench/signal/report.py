@@ -1,0 +1,282 @@
+"""The study's markdown report, CSV of every run x rule, summary JSON and per-run plots.
+
+Everything in the report is computed here from the cached runs; nothing is typed in by
+hand, so a rerun on another machine regenerates it whole.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.signal import trust
+from bench.signal.candidates import GUIDE, KEY_RULES, candidates, describe
+from bench.signal.evaluate import (
+    Outcome,
+    Run,
+    choose,
+    dump_outcomes,
+    leave_one_group_out,
+    load_run,
+    score,
+    summarize,
+)
+from bench.signal.plan import EXAMPLES, RunSpec, dev_seeds
+from bench.signal.rules import TrustedLayers, network_role, networks_seen
+from bench.signal.truth import ACC_DROP, COLLAPSE, RISE, TAIL, TOLERANCE
+
+SUMMARY_HEADER = (
+    "rule", "false stops, healthy runs", "false stops, all runs", "detected (should stop)", "missed",
+    "mean regret, supervised (held-out loss)", "mean regret, RL (share of return range)",
+    "median lag on detections (checkpoints)",
+)
+DEFINITIONS = (
+    "Definitions: *false stop* = fired before the ground-truth step; *detected* = a run that should "
+    "stop (over-fits/collapses) where the rule fired at or after it; *missed* = such a run where it "
+    "never fired; *regret* = how much worse the run is where training stops (the fire step, or the "
+    "end of the run when the rule never fires) than at its best: relative held-out loss, or the "
+    "share of the RL return range (best − worst) lost; *lag* = checkpoints from the ground truth "
+    "to the fire point."
+)
+PROCEDURE = (
+    "Procedure (fixed before looking at the held-out seed): on the development seeds, keep the "
+    "rules with no false stop on a healthy run; among them the most detections, then the fewest "
+    "false stops on any run, then the least regret; ties go to the simpler rule (candidate order)."
+)
+CELL_LEGEND = (
+    "Cell: fire step (lag in checkpoints). ✗ false stop, ✓ detection, ok = fired after the ground "
+    "truth on a healthy run, · never fired, ○ never fired on a run that should stop. Every metric "
+    "per cell: `outcomes.csv`."
+)
+
+
+def _f(value: float | None, fmt: str = ".3g") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _summary_rows(rules: Sequence[str], outcomes: Sequence[Outcome]) -> list[list[str]]:
+    rows = []
+    for rule in rules:
+        s = summarize(rule, outcomes)
+        rows.append([f"`{rule}`", f"{s.healthy_false_stops}/{s.healthy}", f"{s.false_stops}/{s.runs}",
+                     f"{s.detected}/{s.should_stop}", str(s.missed), _pct(s.regret_supervised),
+                     _pct(s.regret_rl), _f(s.median_lag, "g")])
+    return rows
+
+
+def _cell(o: Outcome) -> str:
+    if o.fire_step is None:
+        return "○ miss" if o.missed else "·"
+    flag = "✗" if o.false_stop else ("✓" if o.detected else "ok")
+    lag = f"{o.lag_checkpoints:+d}" if o.lag_checkpoints is not None else "?"
+    return f"{flag} {o.fire_step} ({lag})"
+
+
+def _timing_section(runs: Sequence[Run], timings: Sequence[dict[str, Any]], wall_s: float,
+                    load: tuple[Any, Any]) -> list[str]:
+    train_cpu = sum(t.get("train_cpu_s", 0.0) for t in timings)
+    ana_cpu = sum(t.get("analyze_cpu_s", 0.0) for t in timings)
+    n_ex = sum(r.spec.family in EXAMPLES for r in runs)
+    out = ["## Runs and timing", "",
+           f"{len(runs)} runs ({len(runs) - n_ex} study runs, {n_ex} shipped examples), "
+           f"{sum(len(r.results) for r in runs)} checkpoints; Python {platform.python_version()}.",
+           f"This invocation: {wall_s:.0f} s wall, load average {load[0][0]:.1f} before and "
+           f"{load[1][0]:.1f} after. Training CPU time summed over runs (recorded when each was "
+           f"trained): {train_cpu:.0f} s; analysis CPU time in this invocation: {ana_cpu:.0f} s. "
+           f"Two jobs on two idle cores take about half the CPU total, ~{(train_cpu + ana_cpu) / 120:.0f} "
+           "min (CPU time taken under contention over-states it).", ""]
+    rows = [[t["run"], f"{t.get('train_wall_s', 0):.0f}", f"{t.get('train_cpu_s', 0):.0f}",
+             f"{(t.get('loadavg') or [0])[0]:.1f}", f"{t.get('analyze_cpu_s', 0):.1f}"]
+            for t in sorted(timings, key=lambda t: t["run"])]
+    return out + _table(("run", "train wall s", "train CPU s", "load average after training",
+                         "analysis CPU s (this invocation)"), rows)
+
+
+def _truth_section(runs: Sequence[Run]) -> list[str]:
+    out = ["## Ground truth", "",
+           f"Supervised: `gt` = step of the best held-out loss; a run **over-fits** when by its end "
+           f"the held-out loss is ≥ {RISE:.0%} above its best *and* held-out accuracy ≥ "
+           f"{ACC_DROP * 100:.0f} points below its best, else it is **healthy**. RL: plateau = median "
+           f"eval return of the last {TAIL} checkpoints; `gt` = first step within {TOLERANCE:.0%} of "
+           f"the learning range (plateau − first return) below the plateau; **collapse** = a later "
+           f"return more than {COLLAPSE:.0%} of the range below the plateau on two checkpoints in a row. "
+           "best/end: held-out loss (supervised) or eval return (RL).", ""]
+    rows = []
+    for run in runs:
+        t = run.truth
+        acc = f"{max(t.accuracy):.3f} → {t.accuracy[-1]:.3f}" if t.accuracy else "–"
+        rows.append([run.spec.name, t.label, _f(t.gt_step, "d"), f"{t.best:.4g}", f"{t.metric[-1]:.4g}", acc,
+                     _f(t.collapse_step, "d"), str(len(t.steps)), f"{t.steps[-1]}"])
+    return out + _table(("run", "label", "gt step", "best", "end", "held-out acc best → end", "collapse",
+                         "checkpoints", "last step"), rows)
+
+
+def _bin_label(lo: float, hi: float, digits: int) -> str:
+    if hi >= 5 and digits:
+        return f"≥ {lo:.2f}"
+    if hi >= 10**8:
+        return f"≥ {lo:g}"
+    return f"{lo:.{digits}f}–{hi:.{digits}f}" if digits else f"{lo:g}–{hi - 1:g}"
+
+
+def _trust_section(dev_pairs: list[trust.Pair], held_pairs: list[trust.Pair], chosen: TrustedLayers,
+                   runs: Sequence[Run]) -> list[str]:
+    seeds = ", ".join(map(str, dev_seeds()))
+    out = ["## Which layers' fits are trustworthy", "",
+           "Jitter = |alpha(t) − alpha(t−1)| of one layer between consecutive checkpoints over the "
+           "second half of each run (the weights barely move there, so the movement is mostly fit "
+           "noise), by the later fit's tail size (`num_pl_spikes`) and KS distance `D`; development "
+           f"seeds {seeds} of every study run:", ""]
+    rows = [[_bin_label(r["spikes"][0], r["spikes"][1], 0), _bin_label(r["d"][0], r["d"][1], 2), r["n"],
+             f"{r['median']:.3f}", f"{r['p90']:.3f}", f"{r['max']:.2f}"] for r in trust.binned(dev_pairs)]
+    out += _table(("tail eigenvalues", "D", "readings", "median jitter", "90th pct", "max"), rows)
+    out += [f"Thresholds searched (min tail × max D). Chosen: the loosest with a 90th-percentile "
+            f"jitter ≤ {trust.JITTER_P90} over at least 20 readings: **num_pl_spikes ≥ "
+            f"{chosen.min_spikes} and D ≤ {chosen.max_d:g}**.", ""]
+    rows = [[r["min_spikes"], f"{r['max_d']:g}" if r["max_d"] < 5 else "any", _pct(r["coverage"]), r["n"],
+             _f(r["median"]), _f(r["p90"])] for r in trust.grid(dev_pairs)]
+    out += _table(("min tail", "max D", "coverage", "readings", "median jitter", "90th pct"), rows)
+
+    def stats(pairs: list[trust.Pair]) -> str:
+        s = trust.jitter_stats(pairs)
+        return f"n={s['n']}, median {s['median']:.3f}, 90th pct {s['p90']:.3f}" if s else "none"
+
+    kept = [p for p in held_pairs if chosen(p.layer_result)]
+    dropped = [p for p in held_pairs if not chosen(p.layer_result)]
+    out += [f"Held-out seed (not used to choose): trusted readings {stats(kept)}; untrusted readings "
+            f"{stats(dropped)}.", "",
+            "Trusted layers per network at the last checkpoint (the proposed "
+            "`alphawatch_layers_trusted`), of the layers fitted:", ""]
+    rows = []
+    for run in runs:
+        last = run.results[-1]
+        cells = [f"{name}: {chosen.count(last['networks'][name])}/"
+                 f"{last['networks'][name]['summary'].get('layers_analyzed')}"
+                 for name in networks_seen([last], None)]
+        rows.append([run.spec.name, ", ".join(cells)])
+    return out + _table(("run", "trusted / fitted layers"), rows)
+
+
+def _rule_sections(names: list[str], outcomes: list[Outcome], sets: dict[str, set[str]]) -> list[str]:
+    out = ["## Candidate rules: summary", "", DEFINITIONS, "",
+           f"### All {len(sets['study'])} study runs (examples excluded)", ""]
+    study = [o for o in outcomes if o.run in sets["study"]]
+    out += _table(SUMMARY_HEADER, _summary_rows(names, study))
+    never: dict[str, list[float]] = {"supervised": [], "rl": []}
+    for o in study:
+        if o.rule == names[0]:
+            never[o.kind].append(o.regret_end)
+    out += [f"No rule at all (train to the end): mean regret supervised {_pct(_mean(never['supervised']))}, "
+            f"RL {_pct(_mean(never['rl']))}.", "",
+            f"### Development seeds {', '.join(map(str, dev_seeds()))} (used to choose)", ""]
+    out += _table(SUMMARY_HEADER, _summary_rows(names, [o for o in outcomes if o.run in sets["dev"]]))
+    out += ["### Held-out seed (not used to choose anything)", ""]
+    out += _table(SUMMARY_HEADER, _summary_rows(names, [o for o in outcomes if o.run in sets["held"]]))
+    if sets["examples"]:
+        out += ["### Shipped examples (not used to choose anything)", ""]
+        examples = [o for o in outcomes if o.run in sets["examples"]]
+        out += _table(SUMMARY_HEADER, _summary_rows(names, examples))
+    return out
+
+
+def _choice_section(chosen: str, logo: list[dict[str, Any]], outcomes: list[Outcome]) -> list[str]:
+    out = ["## The rule the data picks", "", PROCEDURE, "",
+           f"Chosen on the development seeds: **`{chosen}`**.", "",
+           "Leave one family out: the rule the same procedure picks without that family, scored on it.", ""]
+    rows = []
+    for r in logo:
+        s = r["summary"]
+        rows.append([r["group"], f"`{r['chosen']}`", f"{s.healthy_false_stops}/{s.healthy}",
+                     f"{s.false_stops}/{s.runs}", f"{s.detected}/{s.should_stop}"])
+    out += _table(("left-out family", "rule picked without it", "its false stops there, healthy",
+                   "false stops there, all", "detected there"), rows)
+    for rule in dict.fromkeys([chosen, GUIDE]):
+        out += [f"### `{rule}` per run", ""]
+        rows = [[o.run, o.label, _f(o.gt_step, "d"), _f(o.fire_step, "d"), o.network or "–",
+                 _f(o.lag_steps, "+d"), _pct(o.regret), _pct(o.regret_end), "yes" if o.false_stop else "",
+                 "yes" if o.detected else "", "yes" if o.missed else ""]
+                for o in outcomes if o.rule == rule]
+        out += _table(("run", "label", "gt step", "fires at", "network", "lag (steps)", "regret",
+                       "regret, no stop", "false stop", "detected", "missed"), rows)
+    return out
+
+
+def write_report(specs: Sequence[RunSpec], timings: Sequence[dict[str, Any]], cache: Path, out: Path, *,
+                 smoke: bool, wall_s: float, load: tuple[Any, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [load_run(spec, cache) for spec in specs]
+    study = [r for r in runs if r.spec.family not in EXAMPLES]
+    sets = {"study": {r.spec.name for r in study},
+            "dev": {r.spec.name for r in study if r.spec.seed in dev_seeds()},
+            "held": {r.spec.name for r in study if r.spec.seed not in dev_seeds()},
+            "examples": {r.spec.name for r in runs if r.spec.family in EXAMPLES}}
+    dev_pairs = trust.all_pairs(r for r in study if r.spec.name in sets["dev"])
+    held_pairs = trust.all_pairs(r for r in study if r.spec.name in sets["held"])
+    trusted = trust.choose_thresholds(dev_pairs)
+    rules = candidates(trusted)
+    names = list(rules)
+    outcomes = [score(run, name, rule) for run in runs for name, rule in rules.items()]
+    dev_out = [o for o in outcomes if o.run in sets["dev"]]
+    chosen = choose(names, dev_out)
+    logo = leave_one_group_out(names, [o for o in outcomes if o.run in sets["study"]])
+
+    from bench.signal.plots import plot_run
+
+    plot_rules = list(dict.fromkeys([*KEY_RULES, chosen]))
+    for run in runs:
+        mine = {o.rule: o for o in outcomes if o.run == run.spec.name}
+        plot_run(run, mine, trusted, out / f"{run.spec.name}.png", plot_rules)
+    dump_outcomes(outcomes, out / "outcomes.csv")
+
+    lines = ["# How good is the stop signal? — study report", "",
+             "Generated by `python -m bench.signal` (`make signal-study`) from real training runs. Every "
+             "checkpoint is analyzed with `alphawatch.checkpoints.load` + "
+             "`alphawatch.analysis.analyze_checkpoint` (default `AnalysisOptions`), as the daemon does; "
+             "every number below is computed by `bench/signal/report.py` from the cache."
+             + (" **SMOKE PLAN: not evidence.**" if smoke else ""), ""]
+    lines += _timing_section(runs, timings, wall_s, load)
+    lines += _truth_section(runs)
+    lines += _trust_section(dev_pairs, held_pairs, trusted, study)
+    lines += _rule_sections(names, outcomes, sets)
+    lines += _choice_section(chosen, logo, outcomes)
+    lines += ["## Every run × rule", "", CELL_LEGEND, ""]
+    for start in range(0, len(names), 6):
+        chunk = names[start : start + 6]
+        rows = [[run.spec.name, run.truth.label,
+                 *[_cell(next(o for o in outcomes if o.run == run.spec.name and o.rule == r)) for r in chunk]]
+                for run in runs]
+        lines += _table(("run", "label", *[f"`{r}`" for r in chunk]), rows)
+    seen = sorted({n for r in runs for n in networks_seen(r.results, None)})
+    lines += ["## Rules (exact definitions)", "",
+              f"Trusted layer: status ok, `num_pl_spikes` ≥ {trusted.min_spikes}, `D` ≤ {trusted.max_d:g}. "
+              "Roles from network names (`bench/signal/rules.py: network_role`): "
+              + ", ".join(f"`{n}` → {network_role(n)}" for n in seen) + ".", ""]
+    lines += [f"- `{name}`: {describe(rule)}" for name, rule in rules.items()] + [""]
+    lines += ["## Plots", ""] + [f"- [{run.spec.name}]({run.spec.name}.png)" for run in runs] + [""]
+    (out / "report.md").write_text("\n".join(lines))
+
+    study_out = [o for o in outcomes if o.run in sets["study"]]
+    (out / "summary.json").write_text(json.dumps({
+        "chosen": chosen, "trusted": asdict(trusted),
+        "summaries_study": {n: asdict(summarize(n, study_out)) for n in names},
+        "summaries_dev": {n: asdict(summarize(n, dev_out)) for n in names},
+        "leave_one_group_out": [{"group": r["group"], "chosen": r["chosen"]} for r in logo],
+    }, indent=1, sort_keys=True))
