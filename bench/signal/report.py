@@ -143,8 +143,8 @@ def _trust_section(dev_pairs: list[trust.Pair], held_pairs: list[trust.Pair], ch
     out = ["## Which layers' fits are trustworthy", "",
            "Jitter = |alpha(t) − alpha(t−1)| of one layer between consecutive checkpoints over the "
            "second half of each run (the weights barely move there, so the movement is mostly fit "
-           "noise), by the later fit's tail size (`num_pl_spikes`) and KS distance `D`; development "
-           f"seeds {seeds} of every study run:", ""]
+           "noise), by the worse of the two fits' tail size (`num_pl_spikes`) and KS distance `D`; "
+           f"development seeds {seeds} of every study run:", ""]
     rows = [[_bin_label(r["spikes"][0], r["spikes"][1], 0), _bin_label(r["d"][0], r["d"][1], 2), r["n"],
              f"{r['median']:.3f}", f"{r['p90']:.3f}", f"{r['max']:.2f}"] for r in trust.binned(dev_pairs)]
     out += _table(("tail eigenvalues", "D", "readings", "median jitter", "90th pct", "max"), rows)
@@ -159,8 +159,8 @@ def _trust_section(dev_pairs: list[trust.Pair], held_pairs: list[trust.Pair], ch
         s = trust.jitter_stats(pairs)
         return f"n={s['n']}, median {s['median']:.3f}, 90th pct {s['p90']:.3f}" if s else "none"
 
-    kept = [p for p in held_pairs if chosen(p.layer_result)]
-    dropped = [p for p in held_pairs if not chosen(p.layer_result)]
+    kept = [p for p in held_pairs if p.trusted(chosen)]
+    dropped = [p for p in held_pairs if not p.trusted(chosen)]
     out += [f"Held-out seed (not used to choose): trusted readings {stats(kept)}; untrusted readings "
             f"{stats(dropped)}.", "",
             "Trusted layers per network at the last checkpoint (the proposed "

@@ -28,7 +28,8 @@ JITTER_P90 = 0.25
 
 @dataclass(frozen=True)
 class Pair:
-    """One layer at two consecutive checkpoints (the later one's fit quality)."""
+    """One layer at two consecutive checkpoints; its fit quality is the worse of the two
+    (fewer tail eigenvalues, larger D): a pair counts as trusted only if both readings are."""
 
     run: str
     seed: int
@@ -38,7 +39,11 @@ class Pair:
     spikes: int
     d: float
     jitter: float
-    layer_result: dict[str, Any]
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+    def trusted(self, criterion: TrustedLayers) -> bool:
+        return criterion(self.before) and criterion(self.after)
 
 
 def late_pairs(run_name: str, seed: int, results: Sequence[dict[str, Any]]) -> list[Pair]:
@@ -54,8 +59,9 @@ def late_pairs(run_name: str, seed: int, results: Sequence[dict[str, Any]]) -> l
                 if prev is None or not (fitted(layer) and fitted(prev)):
                     continue
                 pairs.append(Pair(run_name, seed, net, layer["name"], int(layer["num_evals"]),
-                                  int(layer["num_pl_spikes"]), float(layer["D"]),
-                                  abs(float(layer["alpha"]) - float(prev["alpha"])), layer))
+                                  min(int(layer["num_pl_spikes"]), int(prev["num_pl_spikes"])),
+                                  max(float(layer["D"]), float(prev["D"])),
+                                  abs(float(layer["alpha"]) - float(prev["alpha"])), prev, layer))
     return pairs
 
 
@@ -72,7 +78,7 @@ def jitter_stats(pairs: Sequence[Pair]) -> dict[str, float] | None:
 
 
 def binned(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
-    """Jitter per (tail size, D) bin."""
+    """Jitter per (tail size, D) bin of the pair's worse reading."""
     rows = []
     for s_lo, s_hi in zip(SPIKE_BINS[:-1], SPIKE_BINS[1:], strict=True):
         for d_lo, d_hi in zip(D_BINS[:-1], D_BINS[1:], strict=True):
@@ -90,7 +96,7 @@ def grid(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     for k in SPIKE_GRID:
         for d in D_GRID:
             trusted = TrustedLayers(k, d)
-            kept = [p for p in pairs if trusted(p.layer_result)]
+            kept = [p for p in pairs if p.trusted(trusted)]
             nan = float("nan")
             stats = jitter_stats(kept) or {"n": 0, "median": nan, "p90": nan, "max": nan}
             rows.append({"min_spikes": k, "max_d": d, "coverage": len(kept) / len(pairs) if pairs else 0.0,
