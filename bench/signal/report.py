@@ -129,42 +129,54 @@ def _truth_section(runs: Sequence[Run]) -> list[str]:
                          "checkpoints", "last step"), rows)
 
 
-def _bin_label(lo: float, hi: float, digits: int) -> str:
-    if hi >= 5 and digits:
-        return f"≥ {lo:.2f}"
-    if hi >= 10**8:
-        return f"≥ {lo:g}"
-    return f"{lo:.{digits}f}–{hi:.{digits}f}" if digits else f"{lo:g}–{hi - 1:g}"
+def _range(by: str, lo: float, hi: float) -> str:
+    if by == "D":
+        return f"≥ {lo:.3g}" if hi >= 5 else f"{lo:.3g}–{hi:.3g}"
+    return f"≥ {lo:g}" if hi >= 10**8 else f"{lo:g}–{hi - 1:g}"
 
 
-def _trust_section(dev_pairs: list[trust.Pair], held_pairs: list[trust.Pair], chosen: TrustedLayers,
-                   runs: Sequence[Run]) -> list[str]:
-    seeds = ", ".join(map(str, dev_seeds()))
+def _agree(stats: dict[str, float] | None) -> list[str]:
+    if not stats:
+        return ["0", "–", "–", "–", "–"]
+    return [str(stats["n"]), f"{stats['median']:.3f}", f"{stats['p95']:.3f}", _pct(stats["agree"]),
+            f"{stats['max']:.2f}"]
+
+
+def _trust_section(pairs: list[trust.Pair], chosen: TrustedLayers, runs: Sequence[Run]) -> list[str]:
+    dev = [p for p in pairs if set(p.seeds) <= set(dev_seeds())]
+    held = [p for p in pairs if not set(p.seeds) <= set(dev_seeds())]
     out = ["## Which layers' fits are trustworthy", "",
-           "Jitter = |alpha(t) − alpha(t−1)| of one layer between consecutive checkpoints over the "
-           "second half of each run (the weights barely move there, so the movement is mostly fit "
-           "noise), by the worse of the two fits' tail size (`num_pl_spikes`) and KS distance `D`; "
-           f"development seeds {seeds} of every study run:", ""]
-    rows = [[_bin_label(r["spikes"][0], r["spikes"][1], 0), _bin_label(r["d"][0], r["d"][1], 2), r["n"],
-             f"{r['median']:.3f}", f"{r['p90']:.3f}", f"{r['max']:.2f}"] for r in trust.binned(dev_pairs)]
-    out += _table(("tail eigenvalues", "D", "readings", "median jitter", "90th pct", "max"), rows)
-    out += [f"Thresholds searched (min tail × max D). Chosen: the loosest with a 90th-percentile "
-            f"jitter ≤ {trust.JITTER_P90} over at least 20 readings: **num_pl_spikes ≥ "
-            f"{chosen.min_spikes} and D ≤ {chosen.max_d:g}**.", ""]
-    rows = [[r["min_spikes"], f"{r['max_d']:g}" if r["max_d"] < 5 else "any", _pct(r["coverage"]), r["n"],
-             _f(r["median"]), _f(r["p90"])] for r in trust.grid(dev_pairs)]
-    out += _table(("min tail", "max D", "coverage", "readings", "median jitter", "90th pct"), rows)
-
-    def stats(pairs: list[trust.Pair]) -> str:
-        s = trust.jitter_stats(pairs)
-        return f"n={s['n']}, median {s['median']:.3f}, 90th pct {s['p90']:.3f}" if s else "none"
-
-    kept = [p for p in held_pairs if p.trusted(chosen)]
-    dropped = [p for p in held_pairs if not p.trusted(chosen)]
-    out += [f"Held-out seed (not used to choose): trusted readings {stats(kept)}; untrusted readings "
-            f"{stats(dropped)}.", "",
-            "Trusted layers per network at the last checkpoint (the proposed "
-            "`alphawatch_layers_trusted`), of the layers fitted:", ""]
+           trust.__doc__.split("\n\n", 1)[1].strip(), "",
+           f"Development seeds {', '.join(map(str, dev_seeds()))}, every study run; |Δα| of each pair, "
+           f"binned by the worse reading of the pair:", ""]
+    rows = [[kind, r["by"], _range(r["by"], *r["range"]), *_agree(r)]
+            for kind in trust.KINDS for r in trust.binned(dev, kind)]
+    out += _table(("pairs", "binned by", "range", "n", "median |Δα|", "95th pct", f"within {trust.AGREE}",
+                   "max"), rows)
+    rows = []
+    for r in trust.grid(dev):
+        cells = []
+        for kind in trust.KINDS:
+            stats = r[kind]
+            cells += [_pct(r[f"{kind}_coverage"]), _pct(stats["agree"]) if stats else "–"]
+        rows.append([r["min_spikes"], f"{r['max_d']:g}" if r["max_d"] < 5 else "any", *cells,
+                     "yes" if trust.passes(r) else ""])
+    out += _table(("min tail", "max D", "consecutive kept", f"consecutive within {trust.AGREE}", "seeds kept",
+                   f"seeds within {trust.AGREE}", "passes"), rows)
+    out += [f"Chosen: **num_pl_spikes ≥ {chosen.min_spikes} and D ≤ {chosen.max_d:g}** (the loosest grid "
+            f"point where at least {trust.SHARE:.0%} of trusted pairs of each kind agree within "
+            f"{trust.AGREE}).",
+            "", "Held-out check (pairs involving the held-out seed, not used to choose):", ""]
+    rows = []
+    for kind in trust.KINDS:
+        mine = [p for p in held if p.kind == kind]
+        kept = [p for p in mine if p.trusted(chosen)]
+        dropped = [p for p in mine if not p.trusted(chosen)]
+        rows.append([kind, "trusted", *_agree(trust.agreement(kept))])
+        rows.append([kind, "not trusted", *_agree(trust.agreement(dropped))])
+    out += _table(("pairs", "readings", "n", "median |Δα|", "95th pct", f"within {trust.AGREE}", "max"), rows)
+    out += ["Trusted layers per network at the last checkpoint (the proposed `alphawatch_layers_trusted`), "
+            "of the layers fitted:", ""]
     rows = []
     for run in runs:
         last = run.results[-1]
@@ -228,9 +240,8 @@ def write_report(specs: Sequence[RunSpec], timings: Sequence[dict[str, Any]], ca
             "dev": {r.spec.name for r in study if r.spec.seed in dev_seeds()},
             "held": {r.spec.name for r in study if r.spec.seed not in dev_seeds()},
             "examples": {r.spec.name for r in runs if r.spec.family in EXAMPLES}}
-    dev_pairs = trust.all_pairs(r for r in study if r.spec.name in sets["dev"])
-    held_pairs = trust.all_pairs(r for r in study if r.spec.name in sets["held"])
-    trusted = trust.choose_thresholds(dev_pairs)
+    pairs = trust.all_pairs(study)
+    trusted = trust.choose_thresholds([p for p in pairs if set(p.seeds) <= set(dev_seeds())])
     rules = candidates(trusted)
     names = list(rules)
     outcomes = [score(run, name, rule) for run in runs for name, rule in rules.items()]
@@ -254,7 +265,7 @@ def write_report(specs: Sequence[RunSpec], timings: Sequence[dict[str, Any]], ca
              + (" **SMOKE PLAN: not evidence.**" if smoke else ""), ""]
     lines += _timing_section(runs, timings, wall_s, load)
     lines += _truth_section(runs)
-    lines += _trust_section(dev_pairs, held_pairs, trusted, study)
+    lines += _trust_section(pairs, trusted, study)
     lines += _rule_sections(names, outcomes, sets)
     lines += _choice_section(chosen, logo, outcomes)
     lines += ["## Every run × rule", "", CELL_LEGEND, ""]
