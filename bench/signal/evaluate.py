@@ -47,7 +47,7 @@ def load_run(spec: RunSpec, cache: Path, folder: Path | None = None) -> Run:
     """A trained, analyzed run (`folder` overrides the cache layout)."""
     folder = folder or run_dir(cache, spec)
     results = analyze_run(spec.family, folder)  # cached: reads the JSON
-    truth = read_truth(spec.kind, checkpoint_files(spec.family, folder / "checkpoints"))
+    truth = read_truth(spec.kind, checkpoint_files(spec.family, folder / "checkpoints"), spec.language_model)
     steps = tuple(r["step"] for r in results)
     if steps != truth.steps:
         raise ValueError(f"{spec.name}: analyzed steps {steps} differ from ground-truth steps {truth.steps}")

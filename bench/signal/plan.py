@@ -44,6 +44,11 @@ class RunSpec:
     def kind(self) -> str:
         return "rl" if self.family in RL or self.family == "example_sac" else "supervised"
 
+    @property
+    def language_model(self) -> bool:
+        """Judged on held-out loss alone (see truth.py)."""
+        return self.family == "charlm"
+
 
 def _mlp(variant: str, seed: int, smoke: bool) -> RunSpec:
     noise = {"true": 0.0, "noisy": 0.3, "random": 1.0}[variant]

@@ -112,9 +112,11 @@ def _timing_section(runs: Sequence[Run], timings: Sequence[dict[str, Any]], wall
 
 def _truth_section(runs: Sequence[Run]) -> list[str]:
     out = ["## Ground truth", "",
-           f"Supervised: `gt` = step of the best held-out loss; a run **over-fits** when by its end "
-           f"the held-out loss is ≥ {RISE:.0%} above its best *and* held-out accuracy ≥ "
-           f"{ACC_DROP * 100:.0f} points below its best, else it is **healthy**. RL: plateau = median "
+           f"Supervised: `gt` = step of the best held-out loss; a classifier **over-fits** when by its "
+           f"end the held-out loss is ≥ {RISE:.0%} above its best *and* held-out accuracy ≥ "
+           f"{ACC_DROP * 100:.0f} points below its best, else it is **healthy** (loss creeping up while "
+           f"accuracy holds is over-confidence); the char-level LM is judged on held-out loss alone "
+           f"(≥ {RISE:.0%} above its best). RL: plateau = median "
            f"eval return of the last {TAIL} checkpoints; `gt` = first step within {TOLERANCE:.0%} of "
            f"the learning range (plateau − first return) below the plateau; **collapse** = a later "
            f"return more than {COLLAPSE:.0%} of the range below the plateau on two checkpoints in a row. "

@@ -1,10 +1,12 @@
 """Ground truth per run, from the sidecars written beside each checkpoint.
 
-Supervised: the step of the best held-out loss (`gt_step`). A run *over-fits* when training
-on hurts on both counts by its end: held-out loss at least `RISE` (10%) above its best and
-held-out accuracy at least `ACC_DROP` (2 points) below its best. Otherwise it is healthy:
-its loss may creep up a little while accuracy holds (over-confidence), which no user would
-stop a run for.
+Supervised: the step of the best held-out loss (`gt_step`). A classifier *over-fits* when
+training on hurts on both counts by its end: held-out loss at least `RISE` (10%) above its
+best and held-out accuracy at least `ACC_DROP` (2 points) below its best. Otherwise it is
+healthy: its loss may creep up while accuracy holds (over-confidence), which no user would
+stop a run for. A language model is judged on held-out loss alone (perplexity is what it is
+trained and evaluated on; next-character accuracy barely moves): it over-fits when its
+held-out loss ends at least `RISE` above its best.
 
 RL: the *plateau* is the median evaluation return of the last `TAIL` (5) checkpoints; the
 learning range is plateau minus the first checkpoint's return. `gt_step` is the first step
@@ -62,12 +64,12 @@ class Truth:
         return self.label in ("overfits", "collapses")
 
 
-def supervised_truth(points: list[dict[str, float]]) -> Truth:
+def supervised_truth(points: list[dict[str, float]], loss_only: bool = False) -> Truth:
     steps = tuple(int(p["step"]) for p in points)
     loss = tuple(float(p["val_loss"]) for p in points)
     acc = tuple(float(p["val_acc"]) for p in points)
     best_i = loss.index(min(loss))
-    overfits = loss[-1] >= loss[best_i] * (1 + RISE) and acc[-1] <= max(acc) - ACC_DROP
+    overfits = loss[-1] >= loss[best_i] * (1 + RISE) and (loss_only or acc[-1] <= max(acc) - ACC_DROP)
     return Truth("supervised", steps, loss, acc, steps[best_i], "overfits" if overfits else "healthy")
 
 
@@ -86,8 +88,9 @@ def rl_truth(points: list[dict[str, float]]) -> Truth:
                  collapse_step=collapse, plateau=plateau)
 
 
-def read_truth(kind: str, checkpoints: list[Path]) -> Truth:
-    """The ground truth of a run from the sidecar beside each checkpoint (training order)."""
+def read_truth(kind: str, checkpoints: list[Path], loss_only: bool = False) -> Truth:
+    """The ground truth of a run from the sidecar beside each checkpoint (training order);
+    `loss_only` for language models."""
     suffix = ".eval.json" if kind == "rl" else ".metrics.json"
     points = [json.loads(p.with_name(p.stem + suffix).read_text()) for p in checkpoints]
-    return rl_truth(points) if kind == "rl" else supervised_truth(points)
+    return rl_truth(points) if kind == "rl" else supervised_truth(points, loss_only)

@@ -101,8 +101,9 @@ def test_supervised_truth_labels_overfitting_only_when_loss_and_accuracy_both_ge
     over = supervised_truth(points([1.0, 0.5, 0.7, 0.9], [0.6, 0.9, 0.85, 0.8]))
     assert (over.gt_step, over.label) == (200, "overfits")
     assert over.regret(400) == pytest.approx(0.8)
-    confident = supervised_truth(points([1.0, 0.5, 0.6, 0.6], [0.6, 0.9, 0.9, 0.91]))
-    assert confident.label == "healthy"
+    confident = points([1.0, 0.5, 0.6, 0.6], [0.6, 0.9, 0.9, 0.91])
+    assert supervised_truth(confident).label == "healthy"  # over-confidence, accuracy holds
+    assert supervised_truth(confident, loss_only=True).label == "overfits"  # a language model's perplexity
 
 
 def test_rl_truth_plateau_collapse_and_regret() -> None:
