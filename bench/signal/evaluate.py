@@ -102,6 +102,7 @@ class Summary:
     runs: int
     healthy: int
     healthy_false_stops: int
+    healthy_later_stops: int     # healthy runs stopped at or after their ground truth (harmless, early exit)
     false_stops: int             # on every run, healthy or not
     should_stop: int
     detected: int
@@ -120,6 +121,7 @@ def summarize(rule: str, outcomes: Sequence[Outcome]) -> Summary:
     return Summary(
         rule=rule, runs=len(mine), healthy=len(healthy),
         healthy_false_stops=sum(o.false_stop for o in healthy),
+        healthy_later_stops=sum(o.fire_step is not None and not o.false_stop for o in healthy),
         false_stops=sum(o.false_stop for o in mine),
         should_stop=sum(o.label in ("overfits", "collapses") for o in mine),
         detected=sum(o.detected for o in mine), missed=sum(o.missed for o in mine),

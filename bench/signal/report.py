@@ -30,7 +30,8 @@ from bench.signal.rules import TrustedLayers, network_role, networks_seen
 from bench.signal.truth import ACC_DROP, COLLAPSE, RISE, TAIL, TOLERANCE
 
 SUMMARY_HEADER = (
-    "rule", "false stops, healthy runs", "false stops, all runs", "detected (should stop)", "missed",
+    "rule", "false stops, healthy runs", "healthy runs stopped after gt", "false stops, all runs",
+    "detected (should stop)", "missed",
     "mean regret, supervised (held-out loss)", "mean regret, RL (share of return range)",
     "median lag on detections (checkpoints)",
 )
@@ -76,7 +77,8 @@ def _summary_rows(rules: Sequence[str], outcomes: Sequence[Outcome]) -> list[lis
     rows = []
     for rule in rules:
         s = summarize(rule, outcomes)
-        rows.append([f"`{rule}`", f"{s.healthy_false_stops}/{s.healthy}", f"{s.false_stops}/{s.runs}",
+        rows.append([f"`{rule}`", f"{s.healthy_false_stops}/{s.healthy}",
+                     f"{s.healthy_later_stops}/{s.healthy}", f"{s.false_stops}/{s.runs}",
                      f"{s.detected}/{s.should_stop}", str(s.missed), _pct(s.regret_supervised),
                      _pct(s.regret_rl), _f(s.median_lag, "g")])
     return rows
