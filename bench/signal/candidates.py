@@ -24,7 +24,7 @@ KEY_RULES = ("guide", "acting-p2", "min-layer-p1", "trusted-acting-p2", "trend-a
 
 def candidates(trusted: TrustedLayers) -> dict[str, Rule]:
     acting, critic, target = ACTING_ROLES, frozenset({"critic"}), frozenset({"target"})
-    policy = frozenset({"policy"})
+    policy, model = frozenset({"policy"}), frozenset({"model"})
     rules: dict[str, Rule] = {
         # the guide's rule, today's shipped default: any network's mean alpha < 2, at once
         GUIDE: ThresholdRule(mean_alpha),
@@ -37,6 +37,8 @@ def candidates(trusted: TrustedLayers) -> dict[str, Rule]:
         "actor-only-p2": ThresholdRule(mean_alpha, roles=policy, patience=2),
         "critics-p2": ThresholdRule(mean_alpha, roles=critic, patience=2),
         "targets-p2": ThresholdRule(mean_alpha, roles=target, patience=2),
+        # plain models only: no RL network (actor, critic, target, value) halts training
+        "model-only-p2": ThresholdRule(mean_alpha, roles=model, patience=2),
         # the lowest layer alpha
         "min-layer-p1": ThresholdRule(min_alpha),
         "min-layer-acting-p2": ThresholdRule(min_alpha, roles=acting, patience=2),
@@ -45,12 +47,15 @@ def candidates(trusted: TrustedLayers) -> dict[str, Rule]:
         "share-below-acting-p1": ThresholdRule(share_below(2.0), threshold=0.5, above=True, roles=acting),
         "share-below-acting-p2": ThresholdRule(share_below(2.0), threshold=0.5, above=True, roles=acting,
                                                patience=2),
+        "share-below-model-p2": ThresholdRule(share_below(2.0), threshold=0.5, above=True, roles=model,
+                                              patience=2),
         # trusted layers only (enough tail eigenvalues, small KS distance)
         "trusted-all-p1": ThresholdRule(trusted.mean_alpha),
         "trusted-all-p2": ThresholdRule(trusted.mean_alpha, patience=2),
         "trusted-acting-p1": ThresholdRule(trusted.mean_alpha, roles=acting),
         "trusted-acting-p2": ThresholdRule(trusted.mean_alpha, roles=acting, patience=2),
         "trusted-acting-p3": ThresholdRule(trusted.mean_alpha, roles=acting, patience=3),
+        "trusted-model-p2": ThresholdRule(trusted.mean_alpha, roles=model, patience=2),
         "trusted-min-acting-p2": ThresholdRule(trusted.min_alpha, roles=acting, patience=2),
         "trusted-min-acting-p3": ThresholdRule(trusted.min_alpha, roles=acting, patience=3),
         # alpha fell, then flattened

@@ -8,8 +8,10 @@ stop a run for. A language model is judged on held-out loss alone (perplexity is
 trained and evaluated on; next-character accuracy barely moves): it over-fits when its
 held-out loss ends at least `RISE` above its best.
 
-RL: the *plateau* is the median evaluation return of the last `TAIL` (5) checkpoints; the
-learning range is plateau minus the first checkpoint's return. `gt_step` is the first step
+RL: the *plateau* is the median evaluation return of the last `TAIL` (3) checkpoints -- the
+level the run ends at, robust to one noisy evaluation (a median over 5 called a run that
+reached 1,000 only at its last two checkpoints "collapsed" at ~170); the learning range is
+plateau minus the first checkpoint's return. `gt_step` is the first step
 whose return is within `TOLERANCE` (15%) of the range below the plateau. A *collapse* is a
 later fall to more than half the range below the plateau on two checkpoints in a row; a
 run with one is labelled `collapses`, a run whose range is under 10% of |plateau| (nothing
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RISE, ACC_DROP = 0.10, 0.02
-TAIL, TOLERANCE, COLLAPSE = 5, 0.15, 0.5
+TAIL, TOLERANCE, COLLAPSE = 3, 0.15, 0.5
 
 
 @dataclass(frozen=True)

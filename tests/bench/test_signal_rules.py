@@ -109,7 +109,7 @@ def test_supervised_truth_labels_overfitting_only_when_loss_and_accuracy_both_ge
 def test_rl_truth_plateau_collapse_and_regret() -> None:
     returns = [-1200, -800, -350, -160, -150, -140, -150, -145, -155]
     truth = rl_truth([{"step": 1000 * (i + 1), "eval_return": r} for i, r in enumerate(returns)])
-    assert truth.plateau == -150
+    assert truth.plateau == -150  # median of the last 3
     assert (truth.gt_step, truth.label, truth.collapse_step) == (4000, "healthy", None)
     assert truth.regret(1000) == pytest.approx(1.0)
     dips = returns[:6] + [-900, -950, -150, -140, -150, -145, -150]
@@ -117,3 +117,6 @@ def test_rl_truth_plateau_collapse_and_regret() -> None:
     assert (collapsing.label, collapsing.collapse_step) == ("collapses", 7000)
     flat = rl_truth([{"step": i + 1, "eval_return": -1000.0 + i} for i in range(6)])
     assert flat.label == "no_learning" and flat.gt_step is None
+    late = [70, 140, 100, 150, 90, 120, 80, 120, 180, 1000, 1000]  # learns only at the end: no collapse
+    late_truth = rl_truth([{"step": i + 1, "eval_return": r} for i, r in enumerate(late)])
+    assert (late_truth.plateau, late_truth.gt_step, late_truth.label) == (1000, 10, "healthy")
