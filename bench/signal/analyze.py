@@ -9,6 +9,7 @@ alphawatch version and the options, so a rerun recomputes only what changed.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -46,21 +47,26 @@ def analyze_file(path: Path, root: Path) -> dict[str, Any]:
     return analyze_checkpoint(load(path, root=root), AnalysisOptions())
 
 
-def analyze_run(family: str, run_dir: Path) -> list[dict[str, Any]]:
-    """CheckpointResults of every checkpoint of the run, in training order (cached)."""
+def analyze_run(family: str, run_dir: Path) -> tuple[list[dict[str, Any]], float]:
+    """CheckpointResults of every checkpoint of the run, in training order (cached), and the
+    CPU seconds their analysis took when it was done (so cached reruns still report it)."""
     ckpt_dir, out_dir = run_dir / "checkpoints", run_dir / "analysis"
     out_dir.mkdir(exist_ok=True)
     key = _cache_key()
-    results = []
+    results, cpu_s = [], 0.0
     for path in checkpoint_files(family, ckpt_dir):
         cached = out_dir / f"{path.name}.json"
         if cached.exists():
             stored = json.loads(cached.read_text())
             if stored.get("key") == key:
                 results.append(stored["result"])
+                cpu_s += float(stored.get("cpu_s", 0.0))
                 continue
+        started = time.process_time()
         result = analyze_file(path, ckpt_dir)
         result["path"] = path.name  # relative: the cache folder may move
-        cached.write_text(json.dumps({"key": key, "result": result}, allow_nan=False))
+        spent = time.process_time() - started
+        cached.write_text(json.dumps({"key": key, "cpu_s": spent, "result": result}, allow_nan=False))
         results.append(result)
-    return results
+        cpu_s += spent
+    return results, cpu_s

@@ -19,7 +19,7 @@ from bench.signal.rules import (
 
 GUIDE = "guide"
 # Rules drawn in every per-run plot (the recommended one is added).
-KEY_RULES = ("guide", "acting-p2", "min-layer-p1", "trusted-acting-p2", "trend-acting")
+KEY_RULES = ("guide", "acting-p2", "min-layer-p1", "trusted-acting-p2", "trusted-min-acting-p2")
 
 
 def candidates(trusted: TrustedLayers) -> dict[str, Rule]:

@@ -46,7 +46,7 @@ class Run:
 def load_run(spec: RunSpec, cache: Path, folder: Path | None = None) -> Run:
     """A trained, analyzed run (`folder` overrides the cache layout)."""
     folder = folder or run_dir(cache, spec)
-    results = analyze_run(spec.family, folder)  # cached: reads the JSON
+    results, _cpu = analyze_run(spec.family, folder)  # cached: reads the JSON
     truth = read_truth(spec.kind, checkpoint_files(spec.family, folder / "checkpoints"), spec.language_model)
     steps = tuple(r["step"] for r in results)
     if steps != truth.steps:

@@ -20,7 +20,7 @@ def plot_run(run: Run, outcomes: Mapping[str, Outcome], trusted: TrustedLayers, 
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in run.results]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(3, 2))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=(3, 2))
     names = list(run.results[0]["networks"])
     for i, name in enumerate(names):
         nets = [r["networks"].get(name) or {} for r in run.results]
@@ -43,14 +43,20 @@ def plot_run(run: Run, outcomes: Mapping[str, Outcome], trusted: TrustedLayers, 
         if truth.collapse_step is not None:
             ax.axvline(truth.collapse_step, color="red", lw=1.2, ls="--",
                        label="collapse" if ax is top else None)
-    ymax = top.get_ylim()[1]
+    ylo, yhi = top.get_ylim()
     for j, rule in enumerate(rules):
         fire = outcomes[rule].fire_step
-        if fire is not None:
-            top.plot([fire], [ymax - 0.04 * (j + 1) * ymax], _MARKERS[j % len(_MARKERS)], ms=8,
-                     color=f"C{(j + 3) % 10}", label=f"fires: {rule} @ {fire}")
-    top.legend(fontsize=6, loc="upper right")
-    bottom.legend(fontsize=7, loc="best")
+        label = f"{rule}: fires @ {fire}" if fire is not None else f"{rule}: never fires"
+        color = f"C{(j + 3) % 10}"
+        if fire is None:
+            top.plot([], [], _MARKERS[j % len(_MARKERS)], ms=7, color=color, alpha=0.3, label=label)
+            continue
+        top.plot([fire], [yhi - (0.05 + 0.06 * j) * (yhi - ylo)], _MARKERS[j % len(_MARKERS)], ms=7,
+                 color=color, label=label)
+        for ax in (top, bottom):
+            ax.axvline(fire, color=color, lw=0.8, ls=":")
+    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     top.set_title(f"{run.spec.name}: {truth.label} (ground truth at step {truth.gt_step})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)

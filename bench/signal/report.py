@@ -101,15 +101,15 @@ def _timing_section(runs: Sequence[Run], timings: Sequence[dict[str, Any]], wall
            f"{len(runs)} runs ({len(runs) - n_ex} study runs, {n_ex} shipped examples), "
            f"{sum(len(r.results) for r in runs)} checkpoints; Python {platform.python_version()}.",
            f"This invocation: {wall_s:.0f} s wall, load average {load[0][0]:.1f} before and "
-           f"{load[1][0]:.1f} after. Training CPU time summed over runs (recorded when each was "
-           f"trained): {train_cpu:.0f} s; analysis CPU time in this invocation: {ana_cpu:.0f} s. "
-           f"Two jobs on two idle cores take about half the CPU total, ~{(train_cpu + ana_cpu) / 120:.0f} "
-           "min (CPU time taken under contention over-states it).", ""]
+           f"{load[1][0]:.1f} after. CPU time summed over runs, recorded when each run was trained "
+           f"and analyzed: training {train_cpu:.0f} s, analysis {ana_cpu:.0f} s. Two jobs on two idle "
+           f"cores take about half the CPU total, ~{(train_cpu + ana_cpu) / 120:.0f} min from an empty "
+           "cache (CPU time taken on a contended machine over-states it).", ""]
     rows = [[t["run"], f"{t.get('train_wall_s', 0):.0f}", f"{t.get('train_cpu_s', 0):.0f}",
              f"{(t.get('loadavg') or [0])[0]:.1f}", f"{t.get('analyze_cpu_s', 0):.1f}"]
             for t in sorted(timings, key=lambda t: t["run"])]
     return out + _table(("run", "train wall s", "train CPU s", "load average after training",
-                         "analysis CPU s (this invocation)"), rows)
+                         "analysis CPU s"), rows)
 
 
 def _truth_section(runs: Sequence[Run]) -> list[str]:
