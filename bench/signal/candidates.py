@@ -18,8 +18,12 @@ from bench.signal.rules import (
 )
 
 GUIDE = "guide"
+# Rules in the report's summary table (the chosen one is added).
+SUMMARY_RULES = ("guide", "guide-p2", "acting-p2", "actor-only-p2", "critics-p2", "model-only-p2",
+                 "share-below-model-p2", "min-layer-p1", "trusted-acting-p2", "trusted-model-p2",
+                 "trusted-min-model-p2", "trusted-min-model-p3", "trend-trusted-acting")
 # Rules drawn in every per-run plot (the recommended one is added).
-KEY_RULES = ("guide", "acting-p2", "min-layer-p1", "trusted-acting-p2", "trusted-min-acting-p2")
+KEY_RULES = ("guide", "acting-p2", "min-layer-p1", "trusted-acting-p2", "trusted-min-model-p2")
 
 
 def candidates(trusted: TrustedLayers) -> dict[str, Rule]:
@@ -43,6 +47,7 @@ def candidates(trusted: TrustedLayers) -> dict[str, Rule]:
         "min-layer-p1": ThresholdRule(min_alpha),
         "min-layer-acting-p2": ThresholdRule(min_alpha, roles=acting, patience=2),
         "min-layer-acting-p3": ThresholdRule(min_alpha, roles=acting, patience=3),
+        "min-layer-model-p2": ThresholdRule(min_alpha, roles=model, patience=2),
         # half the layers or more below 2
         "share-below-acting-p1": ThresholdRule(share_below(2.0), threshold=0.5, above=True, roles=acting),
         "share-below-acting-p2": ThresholdRule(share_below(2.0), threshold=0.5, above=True, roles=acting,
@@ -58,6 +63,8 @@ def candidates(trusted: TrustedLayers) -> dict[str, Rule]:
         "trusted-model-p2": ThresholdRule(trusted.mean_alpha, roles=model, patience=2),
         "trusted-min-acting-p2": ThresholdRule(trusted.min_alpha, roles=acting, patience=2),
         "trusted-min-acting-p3": ThresholdRule(trusted.min_alpha, roles=acting, patience=3),
+        "trusted-min-model-p2": ThresholdRule(trusted.min_alpha, roles=model, patience=2),
+        "trusted-min-model-p3": ThresholdRule(trusted.min_alpha, roles=model, patience=3),
         # alpha fell, then flattened
         "trend-acting": TrendRule(mean_alpha, roles=acting),
         "trend-trusted-acting": TrendRule(trusted.mean_alpha, drop=0.3, flat=0.05, roles=acting),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.signal import trust
-from bench.signal.candidates import GUIDE, KEY_RULES, candidates, describe
+from bench.signal.candidates import GUIDE, KEY_RULES, SUMMARY_RULES, candidates, describe
 from bench.signal.evaluate import (
     Outcome,
     Run,
@@ -213,6 +213,29 @@ def _rule_sections(names: list[str], outcomes: list[Outcome], sets: dict[str, se
     return out
 
 
+def _headline(names: list[str], chosen: str, trusted: TrustedLayers, outcomes: list[Outcome],
+              sets: dict[str, set[str]]) -> list[str]:
+    """The few rules that tell the story, on every study run, plus where they stop the examples."""
+    study = [o for o in outcomes if o.run in sets["study"]]
+    examples = sorted(sets["examples"])
+    out = ["## Summary", "",
+           f"Picked by the fixed procedure below: **`{chosen}`**. Trusted layer: status ok, "
+           f"`num_pl_spikes` ≥ {trusted.min_spikes}, `D` ≤ {trusted.max_d:g}. All "
+           f"{len(sets['study'])} study runs (examples never used to choose); each example column gives "
+           "the step the rule fires at (– never) and the ground-truth step.", ""]
+    rows = []
+    for rule in [r for r in dict.fromkeys([*SUMMARY_RULES, chosen]) if r in names]:
+        s = summarize(rule, study)
+        cells = []
+        for run in examples:
+            o = next(o for o in outcomes if o.run == run and o.rule == rule)
+            cells.append(f"{_f(o.fire_step, 'd')} (gt {o.gt_step})")
+        rows.append([f"`{rule}`", f"{s.healthy_false_stops}/{s.healthy}", f"{s.detected}/{s.should_stop}",
+                     _pct(s.regret_supervised), _pct(s.regret_rl), _f(s.median_lag, "g"), *cells])
+    return out + _table(("rule", "false stops, healthy", "detected", "regret, supervised", "regret, RL",
+                         "median lag (ckpts)", *examples), rows)
+
+
 def _choice_section(chosen: str, logo: list[dict[str, Any]], outcomes: list[Outcome]) -> list[str]:
     out = ["## The rule the data picks", "", PROCEDURE, "",
            f"Chosen on the development seeds: **`{chosen}`**.", "",
@@ -267,6 +290,7 @@ def write_report(specs: Sequence[RunSpec], timings: Sequence[dict[str, Any]], ca
              "`alphawatch.analysis.analyze_checkpoint` (default `AnalysisOptions`), as the daemon does; "
              "every number below is computed by `bench/signal/report.py` from the cache."
              + (" **SMOKE PLAN: not evidence.**" if smoke else ""), ""]
+    lines += _headline(names, chosen, trusted, outcomes, sets)
     lines += _timing_section(runs, timings, wall_s, load)
     lines += _truth_section(runs)
     lines += _trust_section(pairs, trusted, study)
