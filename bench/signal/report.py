@@ -100,7 +100,8 @@ def _timing_section(runs: Sequence[Run], timings: Sequence[dict[str, Any]], wall
     out = ["## Runs and timing", "",
            f"{len(runs)} runs ({len(runs) - n_ex} study runs, {n_ex} shipped examples), "
            f"{sum(len(r.results) for r in runs)} checkpoints; Python {platform.python_version()}.",
-           f"This invocation: {wall_s:.0f} s wall, load average {load[0][0]:.1f} before and "
+           f"This invocation trained {sum(bool(t.get('trained')) for t in timings)} of {len(timings)} runs "
+           f"(the rest came from the cache): {wall_s:.0f} s wall, load average {load[0][0]:.1f} before and "
            f"{load[1][0]:.1f} after. CPU time summed over runs, recorded when each run was trained "
            f"and analyzed: training {train_cpu:.0f} s, analysis {ana_cpu:.0f} s. Two jobs on two idle "
            f"cores take about half the CPU total, ~{(train_cpu + ana_cpu) / 120:.0f} min from an empty "
