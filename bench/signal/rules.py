@@ -12,7 +12,7 @@ Pieces:
   gives networks (SB3 zips: `actor`, `critic`, `critic_target`; the SAC example: `actor`,
   `critic_1`, `target_critic_2`; supervised checkpoints: `model`).
 - statistics of one NetworkResult: mean alpha (the guide's), min layer alpha, share of layers
-  below 2, and the mean alpha of *trusted* layers only (`TrustedLayers`).
+  below 2, and the mean / min alpha of *trusted* layers only (`TrustedLayers`).
 - `ThresholdRule` (statistic below a threshold for `patience` checkpoints in a row) and
   `TrendRule` (alpha fell, then flattened).
 """
@@ -29,7 +29,6 @@ Network = Mapping[str, Any]
 Statistic = Callable[[Network], "float | None"]
 Rule = Callable[[Sequence[Result]], "str | None"]
 
-ROLES = ("policy", "critic", "target", "value", "model")
 # Networks that act or predict; critics, targets and value heads only serve training.
 ACTING_ROLES = frozenset({"policy", "model"})
 
@@ -43,7 +42,7 @@ def network_role(name: str) -> str:
     tokens = _TOKEN.findall(name.lower())
     if any(t.startswith("target") for t in tokens):
         return "target"
-    if any(t.startswith("critic") or t in ("q", "qf", "qnet") for t in tokens) or "q_net" in name.lower():
+    if any(t.startswith("critic") or t in ("q", "qf", "qnet") for t in tokens):  # q_net -> "q", "net"
         return "critic"
     if any(t.startswith("value") or t == "vf" for t in tokens):
         return "value"
