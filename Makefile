@@ -15,7 +15,7 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 # Prometheus, promtool, Alertmanager, amtool (and docker-compose if missing): project-local.
 TOOLS ?= .tools
 
-.PHONY: run test test-fast lint demo bench tools image clean
+.PHONY: run test test-fast lint demo bench signal-study tools image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_spectral.py
+
+# The stop-signal study (bench/signal): trains real runs (cached in .signal-cache/), analyzes every
+# checkpoint with alphawatch, scores the candidate stop rules; report in bench/signal/results/.
+signal-study: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[study]"
+	$(BIN)/python -m bench.signal
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
