@@ -9,10 +9,11 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alphawatch.analysis.dead_neurons import dead_neurons
+from alphawatch.analysis.eigen import resolve_device
 from alphawatch.analysis.health import alpha_verdict, checkpoint_issues
+from alphawatch.analysis.layers import analyze_units
 from alphawatch.analysis.matrices import network_units
 from alphawatch.analysis.options import AnalysisOptions
-from alphawatch.analysis.spectral import analyze_unit
 
 if TYPE_CHECKING:
     import torch
@@ -84,14 +85,15 @@ def analyze_network(
     """NetworkResult for one network's state dict; `name` is passed to a model factory."""
     with torch_threads(options.threads):
         layers = []
-        for unit in network_units(tensors, keys):
+        device = resolve_device(options.device)
+        for unit, fields in analyze_units(network_units(tensors, keys), options.threads, device):
             entry: dict[str, Any] = {
                 "name": unit.name,
                 "key": unit.key,
                 "shape": list(unit.shape),
                 "kind": unit.kind,
             }
-            entry.update(analyze_unit(unit))
+            entry.update(fields)
             layers.append(entry)
         summary = summarize(layers)
         summary["dead_neurons"] = dead_neurons(tensors, name, options)
