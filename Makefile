@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast lint demo bench system-deps clean
+.PHONY: run test test-fast lint demo bench bench-scale system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,17 @@ lint: $(VENV)/.installed
 demo: $(VENV)/.installed
 	PYTHON_BIN_DIR=$(BIN) bash examples/demo.sh
 
-bench: $(VENV)/.installed
-	$(BIN)/python bench/bench_spectral.py
+# alphawatch vs plain WeightWatcher, same weights, same run: one table (bench/run.py).
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python bench/run.py
+
+# bench plus the multi-GB cases (2 GB checkpoints, a 7B-shaped sharded one): ~40 GB disk, long.
+bench-scale: $(VENV)/.bench-installed
+	$(BIN)/python bench/run.py --scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,8 +4,8 @@ Why not WeightWatcher's way: it runs a float64 SciPy SVD of every matrix (90-99%
 time). Measured here (bench/, docs/analysis.md#performance), the Gram matrix on the smaller
 side (one BLAS-3 product) followed by a symmetric eigensolver is several times cheaper:
 
-- `spectra()` yields a float32 spectrum, then a more precise one, then an exact one, each
-  with a bound on its absolute error; spectral.py stops at the first one whose power-law
+- `spectra()` yields a float32 spectrum, then an exact one, each with a bound on its
+  absolute error; spectral.py stops at the first one whose power-law
   fit that error cannot change (powerlaw.fit_tail's `robust`).
 - The exact one (float64 Gram and `eigvalsh`) agrees with WeightWatcher's SVD to ~1e-13.
 
@@ -31,11 +31,9 @@ if TYPE_CHECKING:
     import torch
 
 FAST = "fast"
-MIXED = "mixed"
 EXACT = "exact"
 U32 = 2.0**-24  # float32 unit roundoff
 FAST_NOISE = 10.0  # measured up to ~6 (max |error| / (u32 sqrt(k) top), k up to 4096)
-MIXED_NOISE = 2.0  # measured up to ~0.3 (max |error| / (u32 top)); ~u32 * top under a huge spike
 # Spectra this small are computed in float64 straight away: it costs nothing.
 EXACT_BELOW_EVALS = 128
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
@@ -125,13 +123,13 @@ def _values(g: torch.Tensor, eval_scale: float) -> np.ndarray:
 
 
 def spectra(stack: torch.Tensor, eval_scale: float, device: torch.device) -> Iterator[Spectrum]:
-    """Ever more precise spectra of one unit; the caller stops at the first that is good enough.
+    """A fast spectrum, then the exact one; the caller stops at the first that is good enough.
 
     1. FAST: float32 Gram, float32 eigvalsh. Error bound FAST_NOISE * u32 * sqrt(k) * top.
-    2. MIXED: the same Gram, float64 eigvalsh (the float32 eigensolver is where the error
-       was; the float32 product itself costs ~1e-8 of the top). Bound MIXED_NOISE * u32 * top.
-    3. EXACT: float64 Gram and eigvalsh, as precise as WeightWatcher's float64 SVD (noise 0).
-    Bounds are measured maxima times a safety factor (tests/analysis/test_eigen.py).
+    2. EXACT: float64 Gram and eigvalsh, as precise as WeightWatcher's float64 SVD (noise 0).
+    A middle rung (the float32 Gram with a float64 eigvalsh, ~1e-8 of the top) was measured
+    and dropped: it settled only ~40% of the layers the fast rung could not, and costs ~60%
+    of the exact rung, so on average it made escalations slower.
     Spectra of at most EXACT_BELOW_EVALS eigenvalues start at EXACT: it costs nothing.
     """
     import torch
@@ -139,12 +137,8 @@ def spectra(stack: torch.Tensor, eval_scale: float, device: torch.device) -> Ite
     slices, rows, cols = (int(s) for s in stack.shape)
     side = min(rows, cols)
     if slices * side > EXACT_BELOW_EVALS:
-        g = gram(stack, torch.float32, device)
-        fast = _values(g, eval_scale)
+        fast = _values(gram(stack, torch.float32, device), eval_scale)
         yield Spectrum(fast, FAST_NOISE * U32 * math.sqrt(side) * float(fast[-1]), FAST)
-        mixed = _values(g.double(), eval_scale)
-        del g
-        yield Spectrum(mixed, MIXED_NOISE * U32 * float(mixed[-1]), MIXED)
     yield Spectrum(_values(gram(stack, torch.float64, device), eval_scale), 0.0, EXACT)
 
 

@@ -2,10 +2,11 @@
 
 Why threads, not intra-op parallelism: on the daemon's 2-core machine, next to a training
 job, torch/MKL with 2 intra-op threads was 4-40x *slower* than one thread (OpenMP workers
-spin-waiting for a core the trainer holds; bench/ and docs/analysis.md#performance). LAPACK
+spin-waiting for a core the trainer holds, even with OMP_WAIT_POLICY=PASSIVE; measured on
+one 4096x4096 layer: 57 s with 2 intra-op threads, 8 s with one; docs/analysis.md). LAPACK
 releases the GIL, so `threads` Python threads that each run single-threaded kernels keep
-every core busy without ever waiting on each other. A network with a single unit runs it
-in the calling thread with `threads` intra-op threads instead (nothing else to overlap).
+every core busy without ever waiting on each other. The price: a network that is a single
+huge matrix uses one core.
 
 Why a content-hash cache: SAC target networks start equal to their critics, frozen layers
 do not change between checkpoints, and tied weights appear twice; the spectrum of the same
@@ -16,7 +17,6 @@ cache lives as long as the process (the daemon's worker) and holds small dicts o
 from __future__ import annotations
 
 import hashlib
-import itertools
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
@@ -102,30 +102,25 @@ def analyze_units(
     """(unit, spectral fields) in the order given; at most `threads` units in flight.
 
     `units` may be a lazy iterable (tensors loaded on demand): only the units in flight are
-    held, so memory is bounded by `threads` tensors, not by the checkpoint.
+    held, so memory is bounded by `threads` tensors, not by the checkpoint. On the CPU every
+    kernel runs single-threaded (see the module doc); on a GPU units go one at a time.
     """
     import torch
 
-    it = iter(units)
-    head = list(itertools.islice(it, 2))
-    pooled = threads > 1 and len(head) > 1 and device.type == "cpu"
-    with eigen.ieee_matmul():
-        if not pooled:
-            for unit in itertools.chain(head, it):
-                yield unit, _analyze_cached(unit, device, cache)
-            return
-        before = torch.get_num_threads()
+    workers = max(1, threads) if device.type == "cpu" else 1
+    before = torch.get_num_threads()
+    if device.type == "cpu":
         torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="alphawatch-layer") as pool:
-                pending: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
-                for unit in itertools.chain(head, it):
-                    pending.append((unit, pool.submit(_analyze_cached, unit, device, cache)))
-                    if len(pending) >= threads:
-                        done, future = pending.popleft()
-                        yield done, future.result()
-                while pending:
+    try:
+        with eigen.ieee_matmul(), ThreadPoolExecutor(workers, thread_name_prefix="alphawatch-layer") as pool:
+            pending: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
+            for unit in units:
+                pending.append((unit, pool.submit(_analyze_cached, unit, device, cache)))
+                if len(pending) >= workers:
                     done, future = pending.popleft()
                     yield done, future.result()
-        finally:
-            torch.set_num_threads(before)
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+    finally:
+        torch.set_num_threads(before)
