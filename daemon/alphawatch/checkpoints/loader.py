@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alphawatch.checkpoints import grouping, unwrap
+from alphawatch.checkpoints.dcp_folder import load_dcp_folder
 from alphawatch.checkpoints.hf_folder import load_hf_folder
 from alphawatch.checkpoints.lazy import lazy_network, mapped_ranges
 from alphawatch.checkpoints.model import Checkpoint
@@ -69,11 +70,8 @@ def _read(
         obj, notes, step = load_sb3_zip(resolved, display)
         return obj, fmt, notes, step
     if fmt == "dcp_folder":
-        raise CheckpointError(
-            "unsupported",
-            f"{display}: a torch.distributed.checkpoint folder; its .metadata is an unrestricted pickle, "
-            "so alphawatch does not read it (convert with torch.distributed.checkpoint.format_utils)",
-        )
+        nested, notes = load_dcp_folder(resolved, display, root)
+        return nested, fmt, notes, None
     raise CheckpointError("unsupported", f"{display}: format {fmt} is not analyzed")
 
 
