@@ -9,12 +9,15 @@ idle cost, scrape, neighbour cost) add a Case here or a section in run.py.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class Case:
     ww_times_load: bool = False  # the WeightWatcher column includes loading the file
     opt_in: bool = False  # only with --scale (large files, long runs)
     needs_gb: float = 0.0  # free disk it needs in the work folder
+    repeat: int | None = None  # overrides --repeat (the scale cases run once)
+    ww_scale: float = 1.0  # WeightWatcher ran on 1/ww_scale of the layers: its time is extrapolated
+    ww_covers: Callable[[str], bool] | None = None  # keys WeightWatcher saw (None: all)
     notes: list[str] = field(default_factory=list)
 
 
@@ -95,3 +101,53 @@ CASES: list[Case] = [
         _minilm_module,
     ),
 ]
+
+
+def _two_gb(fmt: str) -> Case:
+    from scale import two_gb_module, two_gb_state
+
+    def build(folder: Path) -> Path:
+        path = folder / f"two_gb.{fmt}"
+        if fmt == "safetensors":
+            from safetensors.torch import save_file
+
+            save_file(two_gb_state(), str(path))
+        else:
+            torch.save(two_gb_state(), path)
+        return path
+
+    def plain(path: Path) -> nn.Module:
+        if fmt == "safetensors":
+            from safetensors.torch import load_file
+
+            return two_gb_module(load_file(str(path)))
+        return two_gb_module(torch.load(path, weights_only=True))
+
+    loader = "safetensors load_file" if fmt == "safetensors" else "torch.load"
+    return Case(f"2 GB {fmt}", f"32 x 4096^2 float32; WeightWatcher column includes {loader}",
+                build, plain, ww_times_load=True, opt_in=True, needs_gb=2.5, repeat=1)  # fmt: skip
+
+
+WW_BLOCKS = 2
+
+
+def _llama_7b(dcp: bool) -> Case:
+    from scale import BLOCKS, llama_blocks_module, write_dcp, write_shards
+
+    def build(folder: Path) -> Path:
+        shards = write_shards(folder / "hf")
+        return write_dcp(folder / "dcp", shards) if dcp else shards
+
+    def plain(path: Path) -> nn.Module:
+        return llama_blocks_module(path.parent / "hf", WW_BLOCKS)
+
+    covered = tuple(f"model.layers.{b}." for b in range(WW_BLOCKS))
+    return Case(
+        "7B-shaped DCP" if dcp else "7B-shaped HF shards",
+        "32 Llama-7B blocks, bf16, ~13 GB; WeightWatcher on 2 blocks, time x16",
+        build, plain, opt_in=True, needs_gb=30 if dcp else 15, repeat=1,
+        ww_scale=BLOCKS / WW_BLOCKS, ww_covers=lambda key: key.startswith(covered),
+    )  # fmt: skip
+
+
+CASES += [_two_gb("safetensors"), _two_gb("pt"), _llama_7b(dcp=False), _llama_7b(dcp=True)]

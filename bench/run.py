@@ -34,12 +34,16 @@ def _ww_rows(details: Any) -> dict[str, float]:
     return {f"{row.longname}.weight": float(row.alpha) for row in details.itertuples()}
 
 
-def compare(ours: dict[str, Any], ww: dict[str, float]) -> dict[str, Any]:
-    """max |dalpha|, layers within TOLERANCE and decision agreement, keyed by full tensor key."""
+def compare(ours: dict[str, Any], ww: dict[str, float], covers: Any = None) -> dict[str, Any]:
+    """max |dalpha|, layers within TOLERANCE and decision agreement, keyed by full tensor key.
+
+    `covers`: the keys WeightWatcher was run on, when it ran on part of the checkpoint.
+    """
     mine: dict[str, dict[str, Any]] = {}
     for net in ours["networks"].values():
         for layer in net["layers"]:
-            mine[layer["key"]] = layer
+            if covers is None or covers(layer["key"]):
+                mine[layer["key"]] = layer
     deltas: list[float] = []
     mismatched: list[str] = []
     for key, layer in mine.items():
@@ -91,7 +95,7 @@ def child(name: str, path: Path, threads: int, repeat: int) -> dict[str, Any]:
     t_ours, t_ww, rss_ours, rss_ww = [], [], [], []
     result: dict[str, Any] = {}
     ww_alphas: dict[str, float] = {}
-    for _ in range(repeat):
+    for _ in range(case.repeat or repeat):
         t, peak, result = timed(ours)
         t_ours.append(t)
         rss_ours.append(peak)
@@ -101,19 +105,22 @@ def child(name: str, path: Path, threads: int, repeat: int) -> dict[str, Any]:
     return {
         "case": name,
         "alphawatch_s": min(t_ours),
-        "weightwatcher_s": min(t_ww),
+        "weightwatcher_s": min(t_ww) * case.ww_scale,
+        "ww_extrapolated": case.ww_scale != 1.0,
         "idle_rss_mb": idle,
         "alphawatch_peak_mb": rss_ours[0],  # first run: nothing of WeightWatcher's retained yet
         "weightwatcher_peak_mb": max(rss_ww),
-        **compare(result, ww_alphas),
+        **compare(result, ww_alphas, case.ww_covers),
     }
 
 
 def _row(r: dict[str, Any]) -> str:
     ratio = r["weightwatcher_s"] / r["alphawatch_s"]
     dalpha = "-" if r["max_dalpha"] is None else f"{r['max_dalpha']:.1e}"
+    approx = "~" if r.get("ww_extrapolated") else ""
     return (
-        f"| {r['case']} | {r['alphawatch_s']:.2f} s | {r['weightwatcher_s']:.2f} s | {ratio:.1f}x | {dalpha} "
+        f"| {r['case']} | {r['alphawatch_s']:.2f} s | {approx}{r['weightwatcher_s']:.2f} s "
+        f"| {approx}{ratio:.1f}x | {dalpha} "
         f"| {r['within']}/{r['layers']} | {'yes' if r['decisions_same'] else 'NO'} "
         f"| idle {r['idle_rss_mb']:.0f} MB + {r['alphawatch_peak_mb'] - r['idle_rss_mb']:.0f} MB |"
     )

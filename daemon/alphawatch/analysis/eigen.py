@@ -40,7 +40,11 @@ DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 # Elements of one converted block (16 MiB at float32); keeps the transient copy small.
 BLOCK_ELEMENTS = 1 << 22
 
+# float64 Gram matrices at least this big (2048^2: 32 MiB) are computed one at a time.
+EXACT_SERIAL_ELEMENTS = 2048 * 2048
+
 _precision_lock = threading.Lock()
+_EXACT_SLOT = threading.Lock()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -139,7 +143,11 @@ def spectra(stack: torch.Tensor, eval_scale: float, device: torch.device) -> Ite
     if slices * side > EXACT_BELOW_EVALS:
         fast = _values(gram(stack, torch.float32, device), eval_scale)
         yield Spectrum(fast, FAST_NOISE * U32 * math.sqrt(side) * float(fast[-1]), FAST)
-    yield Spectrum(_values(gram(stack, torch.float64, device), eval_scale), 0.0, EXACT)
+    # A large float64 Gram and eigvalsh's copy of it are ~4x the float32 working set: one
+    # at a time across the analysis threads, so escalations cannot stack up in memory.
+    with _EXACT_SLOT if slices * side * side >= EXACT_SERIAL_ELEMENTS else contextlib.nullcontext():
+        exact = _values(gram(stack, torch.float64, device), eval_scale)
+    yield Spectrum(exact, 0.0, EXACT)
 
 
 def eigenvalues(stack: torch.Tensor, eval_scale: float, precision: str, device: torch.device) -> np.ndarray:
