@@ -63,7 +63,7 @@ def compare(ours: dict[str, Any], ww: dict[str, float], covers: Any = None) -> d
     }
 
 
-def child(name: str, path: Path, threads: int, repeat: int) -> dict[str, Any]:
+def child(name: str, path: Path, threads: int, repeat: int, with_ww: bool = True) -> dict[str, Any]:
     """Runs inside the per-case process; returns the figures as a dict."""
     import torch
     from alphawatch import checkpoints
@@ -91,7 +91,7 @@ def child(name: str, path: Path, threads: int, repeat: int) -> dict[str, Any]:
         with spectral._contained():
             return _ww_rows(ww.WeightWatcher(model=model).analyze())
 
-    prepared = None if case.ww_times_load else case.ww_model(path)
+    prepared = None if case.ww_times_load or not with_ww else case.ww_model(path)
     t_ours, t_ww, rss_ours, rss_ww = [], [], [], []
     result: dict[str, Any] = {}
     ww_alphas: dict[str, float] = {}
@@ -99,22 +99,28 @@ def child(name: str, path: Path, threads: int, repeat: int) -> dict[str, Any]:
         t, peak, result = timed(ours)
         t_ours.append(t)
         rss_ours.append(peak)
-        t, peak, ww_alphas = timed(plain)
-        t_ww.append(t)
-        rss_ww.append(peak)
+        if with_ww:
+            t, peak, ww_alphas = timed(plain)
+            t_ww.append(t)
+            rss_ww.append(peak)
     return {
         "case": name,
         "alphawatch_s": min(t_ours),
-        "weightwatcher_s": min(t_ww) * case.ww_scale,
+        "weightwatcher_s": min(t_ww) * case.ww_scale if t_ww else None,
         "ww_extrapolated": case.ww_scale != 1.0,
         "idle_rss_mb": idle,
         "alphawatch_peak_mb": rss_ours[0],  # first run: nothing of WeightWatcher's retained yet
-        "weightwatcher_peak_mb": max(rss_ww),
-        **compare(result, ww_alphas, case.ww_covers),
+        "weightwatcher_peak_mb": max(rss_ww) if rss_ww else None,
+        **(compare(result, ww_alphas, case.ww_covers) if with_ww else {}),
     }
 
 
 def _row(r: dict[str, Any]) -> str:
+    if r["weightwatcher_s"] is None:  # --no-weightwatcher: time and memory of alphawatch only
+        return (
+            f"| {r['case']} | {r['alphawatch_s']:.2f} s | not run | - | - | - | - "
+            f"| idle {r['idle_rss_mb']:.0f} MB + {r['alphawatch_peak_mb'] - r['idle_rss_mb']:.0f} MB |"
+        )
     ratio = r["weightwatcher_s"] / r["alphawatch_s"]
     dalpha = "-" if r["max_dalpha"] is None else f"{r['max_dalpha']:.1e}"
     approx = "~" if r.get("ww_extrapolated") else ""
@@ -138,12 +144,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scale", action="store_true", help="also the multi-GB cases (slow, needs disk)")
     parser.add_argument("--only", help="run only the case with this name")
+    parser.add_argument("--no-weightwatcher", action="store_true", help="alphawatch only (time, memory)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.path, args.threads, args.repeat)))
+        row = child(args.child, args.path, args.threads, args.repeat, not args.no_weightwatcher)
+        print(json.dumps(row))
         return 0
     import torch
     from cases import CASES
@@ -170,7 +178,8 @@ def main() -> int:
             env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}
             proc = subprocess.run(
                 [sys.executable, __file__, "--child", case.name, "--path", str(path),
-                 "--threads", str(args.threads), "--repeat", str(args.repeat)],
+                 "--threads", str(args.threads), "--repeat", str(args.repeat)]
+                + (["--no-weightwatcher"] if args.no_weightwatcher else []),
                 capture_output=True, text=True, env=env, check=False,
             )  # fmt: skip
             if proc.returncode != 0:
@@ -179,7 +188,7 @@ def main() -> int:
                 continue
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             print(_row(row), flush=True)
-            for line in row["mismatched"]:
+            for line in row.get("mismatched", []):
                 print(f"    decision differs: {line}")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
