@@ -1,40 +1,55 @@
 # alphawatch — the two commands a newcomer needs:
 #   make run    set everything up, run the daemon on config/alphawatch.yaml (watches ./checkpoints)
 #   make test   set everything up, run the whole test suite (what CI runs)
+# and, for the container:
+#   make image  build alphawatch:<version> and alphawatch-trainer:<version> (also tagged latest)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The CPU build of torch; installed first so nothing pulls a multi-GB CUDA build.
+# The CPU build of torch, installed first so nothing pulls a multi-GB CUDA build: from the CPU
+# index; where that index can't be reached, from the configured index (here: a local +cpu wheel).
+# The image build uses the same pin (deploy/image/build.sh).
 TORCH_SPEC ?= torch==2.13.0
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+# Prometheus, promtool, Alertmanager, amtool (and docker-compose if missing): project-local.
+TOOLS ?= .tools
 
-.PHONY: run test test-fast lint demo bench bench-scale system-deps clean
+.PHONY: run test test-fast lint demo bench bench-scale tools image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet --index-url "$(TORCH_INDEX_URL)" --timeout 20 --retries 1 "$(TORCH_SPEC)" 2>/dev/null \
+	  || { echo "$(TORCH_INDEX_URL) unreachable: $(TORCH_SPEC) from the configured index"; \
+	       $(BIN)/pip install --quiet "$(TORCH_SPEC)"; }
+	@$(BIN)/python -c "import torch; torch.version.cuda and print('WARNING: torch', torch.__version__, \
+	  'is a CUDA build (GBs); the CPU build is enough for alphawatch')" || true
 	$(BIN)/pip install --quiet -e ".[test,dev]"
 	touch $@
 
-# Debian's packages give the real Prometheus server, promtool, Alertmanager and amtool the tests use.
-system-deps:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null || \
-	  ( $(SUDO) apt-get update -qq && \
-	    $(SUDO) apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager )
+# The real Prometheus, promtool, Alertmanager and amtool the tests use, from Debian's packages
+# unpacked into $(TOOLS) (no root, no service installed); the tests find them on PATH.
+tools:
+	@deploy/tools/install.sh $(TOOLS)
+
+# The images, with no manual step also where Docker Hub and the CPU index can't be reached.
+image:
+	TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX_URL="$(TORCH_INDEX_URL)" deploy/image/build.sh
 
 run: $(VENV)/.installed
 	mkdir -p checkpoints
 	$(BIN)/alphawatch run --config config/alphawatch.yaml
 
-test: system-deps $(VENV)/.installed lint
-	$(BIN)/python -m pytest -q
+# Also runs the container suite (tests/container) when a Docker engine answers or can be started.
+test: tools $(VENV)/.installed lint
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" ALPHAWATCH_TOOLS="$(abspath $(TOOLS))" \
+	  TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX_URL="$(TORCH_INDEX_URL)" $(BIN)/python -m pytest -q
 
-test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -m "not e2e"
+test-fast: tools $(VENV)/.installed
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(BIN)/python -m pytest -q -m "not e2e"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check daemon tests bench examples
@@ -57,4 +72,4 @@ bench-scale: $(VENV)/.bench-installed
 	$(BIN)/python bench/run.py --scale
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -22,13 +22,13 @@ def add_common_arguments(
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("checkpoints"),
                         help="folder the checkpoints go to (the folder alphawatch watches)")
     parser.add_argument("--stop-file", type=Path, default=Path(DEFAULT_STOP_FILE),
-                        help=f"alphawatch stop-signal file to obey (default {DEFAULT_STOP_FILE})")
+                        help="alphawatch stop-signal file to obey")
     parser.add_argument("--max-steps", type=int, default=max_steps, help="train at most this many steps")
     parser.add_argument("--save-every", type=int, default=save_every,
                         help="write generation_<n>.pt every this many steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights, data and sampling")
     parser.add_argument("--hidden", type=int, default=hidden, help="width of the hidden layers")
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="samples per gradient step")
 
 
 def check_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:

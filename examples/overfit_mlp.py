@@ -77,15 +77,16 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common_arguments(parser, max_steps=10_000, save_every=500, hidden=512, batch_size=16)
     parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (momentum 0.9)")
     parser.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (keeps lr 0.1 finite)")
     parser.add_argument("--depth", type=int, default=3, help="number of hidden layers")
     parser.add_argument("--samples", type=int, default=3_000, help="training samples")
     parser.add_argument("--val-samples", type=int, default=500, help="held-out samples")
-    parser.add_argument("--features", type=int, default=512)
-    parser.add_argument("--classes", type=int, default=7)
+    parser.add_argument("--features", type=int, default=512, help="input features of the synthetic task")
+    parser.add_argument("--classes", type=int, default=7, help="number of classes")
     parser.add_argument("--feature-decay", type=float, default=1.5,
                         help="feature j has variance j**-decay (0 = white noise)")
     parser.add_argument("--label-noise", type=float, default=1.0,

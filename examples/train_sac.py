@@ -156,7 +156,8 @@ class SAC:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common_arguments(parser, max_steps=20_000, save_every=1_000, hidden=256, batch_size=256)
     parser.add_argument("--learning-starts", type=int, default=1_000,
                         help="random actions (no updates) for this many steps first")

@@ -28,3 +28,12 @@ def wait_until(
             return value
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def as_signal(payload: dict[str, Any]) -> Any:
+    """A stop-file JSON object as the `alphawatch.client.Signal` the writer takes."""
+    from alphawatch.client import signal_from_object
+
+    signal, problem = signal_from_object(payload)
+    assert signal is not None, problem
+    return signal

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -223,18 +224,22 @@ def test_permission_denied_warns_and_continues() -> None:
 
 
 class _Counter:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts os.stat / os.open calls on one path. The wrappers replace the os functions for
+    the whole process (client.os is os), so only calls on `path` are counted: another thread
+    stat-ing its own files cannot change the figures."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
         self.stats = 0
         self.opens = 0
         real_stat, real_open = os.stat, os.open
 
-        def stat(*args, **kwargs):
-            self.stats += 1
-            return real_stat(*args, **kwargs)
+        def stat(target, *args, **kwargs):
+            self.stats += os.fspath(target) == str(path)
+            return real_stat(target, *args, **kwargs)
 
-        def open_(*args, **kwargs):
-            self.opens += 1
-            return real_open(*args, **kwargs)
+        def open_(target, *args, **kwargs):
+            self.opens += os.fspath(target) == str(path)
+            return real_open(target, *args, **kwargs)
 
         monkeypatch.setattr(client.os, "stat", stat)
         monkeypatch.setattr(client.os, "open", open_)
@@ -244,7 +249,7 @@ def test_unchanged_file_costs_one_stat_and_no_read(tmp_path: Path, monkeypatch: 
     path = tmp_path / "stop.json"
     write(path, PAYLOAD)
     reader = StopSignal(path)
-    counter = _Counter(monkeypatch)
+    counter = _Counter(monkeypatch, path)
     for _ in range(100):
         assert reader.should_stop() is True
     assert (counter.stats, counter.opens) == (100, 1)
@@ -253,7 +258,7 @@ def test_unchanged_file_costs_one_stat_and_no_read(tmp_path: Path, monkeypatch: 
 def test_poll_every_stats_only_every_nth_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "stop.json"
     reader = StopSignal(path, poll_every=10)
-    counter = _Counter(monkeypatch)
+    counter = _Counter(monkeypatch, path)
     answers = []
     for call in range(1, 31):
         if call == 12:
@@ -266,13 +271,22 @@ def test_poll_every_stats_only_every_nth_call(tmp_path: Path, monkeypatch: pytes
 
 def test_poll_interval_limits_checks_in_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(client.time, "monotonic", lambda: now[0])
-    reader = StopSignal(tmp_path / "stop.json", poll_interval=5.0)
-    counter = _Counter(monkeypatch)
+    reader = StopSignal(tmp_path / "stop.json", poll_interval=5.0, clock=lambda: now[0])
+    counter = _Counter(monkeypatch, tmp_path / "stop.json")
     for _ in range(20):
         reader.should_stop()
         now[0] += 1.0
     assert counter.stats == 4  # t = 1000, 1005, 1010, 1015
+
+
+def test_poll_interval_uses_the_monotonic_clock_by_default(tmp_path: Path) -> None:
+    """No clock given: the real one. Two immediate calls with a long interval stat once."""
+    path = tmp_path / "stop.json"
+    reader = StopSignal(path, poll_interval=3600.0)
+    assert reader.should_stop() is False
+    write(path, PAYLOAD)
+    assert reader.should_stop() is False  # within the interval: answered from memory
+    assert reader.read() is not None and reader.should_stop() is True
 
 
 def test_bad_arguments_are_refused_at_construction() -> None:
@@ -342,13 +356,17 @@ WRITER = textwrap.dedent(
         os.replace(tmp, path)
 
     if mode == "daemon":
+        from alphawatch.client import signal_from_object
         from alphawatch.service.stop_signal import write_stop_signal
+
+        def as_signal(payload):
+            return signal_from_object(payload)[0]
 
     for i in range(count):
         if mode == "replace":
             replace_write(i)
         else:  # the daemon's writer never overwrites: write, then clear, as `signal clear` does
-            assert write_stop_signal(path, payload(i)) is True
+            assert write_stop_signal(path, as_signal(payload(i))) is True
             os.unlink(path)
     print("done", count)
     """
@@ -357,10 +375,12 @@ WRITER = textwrap.dedent(
 
 @pytest.mark.parametrize("mode", ["replace", "daemon"])  # os.replace; the daemon's os.link writer
 def test_reader_never_sees_a_torn_signal_while_a_writer_rewrites_it(tmp_path: Path, mode: str) -> None:
+    """The reader stops the race once it has read VERSIONS different versions of the file (a
+    fixed count of writes took 15-40 s here, most of it fsync, and proved no more)."""
+    versions = 300
     path = tmp_path / "stop.json"
-    count = 3000
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), mode, str(count)],
+        [sys.executable, "-c", WRITER, str(path), mode, str(10**6)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -368,9 +388,10 @@ def test_reader_never_sees_a_torn_signal_while_a_writer_rewrites_it(tmp_path: Pa
     reader = StopSignal(path)
     seen: set[int] = set()
     reads = 0
+    deadline = time.monotonic() + 120
     with warnings.catch_warnings():
         warnings.simplefilter("error", StopSignalWarning)  # any unreadable content fails the test
-        while writer.poll() is None:
+        while writer.poll() is None and len(seen) < versions and time.monotonic() < deadline:
             signal = reader.read()
             reads += 1
             if signal is None:
@@ -380,8 +401,9 @@ def test_reader_never_sees_a_torn_signal_while_a_writer_rewrites_it(tmp_path: Pa
             assert signal.reason == "x" * (marker % 97) + f"#{marker}"
             assert (signal.step, signal.value) == (marker, marker + 0.5)
             seen.add(marker)
-    out, err = writer.communicate()
-    assert writer.returncode == 0, err
-    assert out.strip() == f"done {count}"
+    still_writing = writer.poll() is None  # it did not stop on an error of its own
+    writer.kill()
+    _, err = writer.communicate()
+    assert still_writing, err
     # The reader really raced the writer: it saw many different versions of the file.
-    assert len(seen) > 50, (len(seen), reads)
+    assert len(seen) >= versions, (len(seen), reads)

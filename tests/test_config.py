@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 from alphawatch.commands import check_config
-from alphawatch.config import ENV_VARS, SCHEMA, Config, RunConfig, load_config
+from alphawatch.config import CONFIG_ENV_VAR, ENV_VARS, RUN_KEYS, SCHEMA, Config, RunConfig, load_config
+from alphawatch.config_schema import Key, key, keys_of
 from alphawatch.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,17 +41,18 @@ def test_shipped_configs_are_valid(path: Path) -> None:
 
 def test_shipped_default_lists_every_key_with_its_default() -> None:
     data = yaml.safe_load((ROOT / "config" / "alphawatch.yaml").read_text())
-    listed = set()
-    for section, keys in data.items():
-        if section == "runs":
-            continue
-        for key, value in keys.items():
-            if isinstance(value, dict) and key == "dead_neurons":
-                listed |= {f"{section}.{key}.{sub}" for sub in value}
-            else:
-                listed.add(f"{section}.{key}")
-    assert listed == {f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys}
-    assert {k for run in data["runs"] for k in run} == {"watch", "name", "recursive"}
+    declared = {f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys}
+
+    def listed(prefix: str, mapping: dict[str, object]) -> set[str]:
+        found = set()
+        for name, value in mapping.items():
+            path = f"{prefix}{name}"
+            nested = isinstance(value, dict) and path not in declared  # analysis.dead_neurons
+            found |= listed(f"{path}.", value) if nested else {path}  # type: ignore[arg-type]
+        return found
+
+    assert listed("", {s: v for s, v in data.items() if s != "runs"}) == declared
+    assert {k for run in data["runs"] for k in run} == set(RUN_KEYS)
     text = (ROOT / "config" / "alphawatch.yaml").read_text()
     for line in text.splitlines():  # "every key commented"
         if line.strip() and not line.lstrip().startswith(("#", "-")) and line.rstrip().endswith(":") is False:
@@ -268,10 +270,78 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_reference_documents_every_key_and_variable() -> None:
-    docs = (ROOT / "docs" / "configuration.md").read_text()
-    for section, keys in SCHEMA.items():
-        for key in keys:
-            assert f"`{section}.{key}`" in docs, f"{section}.{key} missing from docs/configuration.md"
-    for var in ENV_VARS:
-        assert f"`{var}`" in docs, var
+ALL_KEYS: list[Key] = [*RUN_KEYS.values(), *(k for keys in SCHEMA.values() for k in keys.values())]
+
+
+def test_reference_documents_every_key_as_declared() -> None:
+    """docs/configuration.md's key tables are derived from the declaration: each row must read
+    exactly as `Key.docs_row()` renders it (type, bounds, default, doc), and no row may name a
+    key that is not declared."""
+    lines = (ROOT / "docs" / "configuration.md").read_text().splitlines()
+    for k in ALL_KEYS:
+        assert k.docs_row() in lines, f"docs/configuration.md: {k.path}'s row should read\n{k.docs_row()}"
+    declared = {k.docs_row().split("`")[1] for k in ALL_KEYS}
+    documented = {line.split("`")[1] for line in lines
+                  if line.startswith("| `") and line.split("`")[1].split(".")[0] in (*SCHEMA, "runs[]")}
+    assert documented == declared
+
+
+def test_reference_documents_every_environment_variable() -> None:
+    lines = (ROOT / "docs" / "configuration.md").read_text().splitlines()
+    rows = {line.split("`")[1]: line.split("`")[3] for line in lines if line.startswith("| `ALPHAWATCH_")}
+    assert rows.pop(CONFIG_ENV_VAR) == "--config"  # "the config file itself (when `--config` ...)"
+    assert rows == ENV_VARS
+
+
+@pytest.mark.parametrize("declared", ALL_KEYS, ids=lambda k: k.path)
+def test_every_key_names_its_path_when_its_value_is_wrong(tmp_path: Path, declared: Key) -> None:
+    """Not only the keys listed above: each declared key rejects a nested list with its path."""
+    if declared.section == "runs":
+        text = yaml.safe_dump({"runs": [{"watch": "/a", declared.name: [[1]]}]})
+        where = f"runs[0].{declared.name}"
+    else:
+        nested: object = [[1]]
+        for part in reversed(declared.path.split(".")):
+            nested = {part: nested}
+        text, where = yaml.safe_dump(nested), declared.path
+    assert error_of(tmp_path, text).startswith(f"{tmp_path / 'alphawatch.yaml'}: {where}: must ")
+
+
+def test_every_default_passes_its_own_rules() -> None:
+    """Each declared default, given back as an override, is accepted and changes nothing."""
+    overrides = {k.path: k.default for k in ALL_KEYS if k.section != "runs"}
+    assert load_config(None, overrides, env={}) == Config()
+
+
+def test_a_new_key_is_one_line() -> None:
+    """What another issue adding e.g. `analysis.device` gets from one `key(...)` line."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Section:
+        device: str = key("cpu", "where to compute", choices=("cpu", "cuda"), env="X_DEVICE")
+        retries: int = key(3, "how often", ge=0, le=9)
+
+    keys = keys_of("extra", Section)
+    assert keys["device"].parse(" CUDA ", True) == "cuda"
+    assert keys["device"].docs_row() == "| `extra.device` | `cpu` \\| `cuda` | `cpu` | where to compute |"
+    assert keys["retries"].docs_row() == "| `extra.retries` | integer 0–9 | `3` | how often |"
+    with pytest.raises(Exception, match=r"^must be an integer from 0 to 9, got 10$"):
+        keys["retries"].parse(10, False)
+
+
+def test_a_key_without_a_rule_or_with_rules_of_another_type_is_refused() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Section:
+        ratio: complex = key(1j, "no rule for complex numbers")
+
+    @dataclass(frozen=True)
+    class Misdeclared:
+        name: str = key("x", "a string cannot have bounds", ge=1)
+
+    with pytest.raises(TypeError, match="Section.ratio: no config rule for type"):
+        keys_of("extra", Section)
+    with pytest.raises(TypeError, match="Misdeclared.name: bounds apply to int and float keys only"):
+        keys_of("extra", Misdeclared)

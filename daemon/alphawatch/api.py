@@ -17,9 +17,10 @@ import dataclasses
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alphawatch.analysis.options import AnalysisOptions
+from alphawatch.results import CheckpointResult, Document, NetworkResult
 
 if TYPE_CHECKING:
     from alphawatch.checkpoints import Checkpoint
@@ -34,7 +35,7 @@ class NetworkHealthAnalyzer:
         self.path = Path(path)
         self.options = options if options is not None else AnalysisOptions()
         self.checkpoint: Checkpoint | None = None
-        self._results: dict[str, dict[str, Any]] = {}
+        self._results: dict[str, NetworkResult] = {}
 
     def load_checkpoint(self) -> list[str]:
         """Load the file safely (weights only) and return the network names found in it."""
@@ -51,15 +52,15 @@ class NetworkHealthAnalyzer:
         return list(self._loaded().networks)
 
     @property
-    def results(self) -> dict[str, dict[str, Any]]:
+    def results(self) -> dict[str, NetworkResult]:
         """Every NetworkResult analyzed so far, by network name."""
         return dict(self._results)
 
-    def analyze_network(self, name: str) -> dict[str, Any]:
+    def analyze_network(self, name: str) -> NetworkResult:
         """Analyze one network; returns its NetworkResult (`["summary"]`, `["layers"]`)."""
         return self.analyze_all_networks([name])[name]
 
-    def analyze_all_networks(self, networks: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    def analyze_all_networks(self, networks: Iterable[str] | None = None) -> dict[str, NetworkResult]:
         """Analyze the named networks (all when None); returns `{name: NetworkResult}`."""
         from alphawatch.analysis import analyze_checkpoint
 
@@ -76,7 +77,7 @@ class NetworkHealthAnalyzer:
         self._results.update(result["networks"])
         return {name: result["networks"][name] for name in wanted}
 
-    def checkpoint_result(self) -> dict[str, Any]:
+    def checkpoint_result(self) -> CheckpointResult:
         """The CheckpointResult for what has been analyzed (all networks if nothing yet)."""
         from alphawatch.analysis.health import checkpoint_issues
 
@@ -86,7 +87,7 @@ class NetworkHealthAnalyzer:
         return {"path": str(ckpt.path), "step": ckpt.step, "format": ckpt.format,
                 "networks": dict(self._results), "issues": checkpoint_issues(self._results)}
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> Document:
         """The `alphawatch analyze --json` document for this one checkpoint."""
         from alphawatch.analysis.trend import trend
         from alphawatch.report.json_report import build_document

@@ -29,11 +29,12 @@ import os
 import stat
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Signal", "StopSignal", "StopSignalWarning", "MAX_SIGNAL_BYTES"]
+__all__ = ["FIELDS", "MAX_SIGNAL_BYTES", "Signal", "StopSignal", "StopSignalWarning", "parse_signal",
+           "signal_from_object"]
 
 #: A stop signal is a few hundred bytes; anything much larger is not one of ours.
 MAX_SIGNAL_BYTES = 1 << 20
@@ -41,9 +42,12 @@ MAX_SIGNAL_BYTES = 1 << 20
 #: cannot grow memory without bound).
 _MAX_REMEMBERED_WARNINGS = 64
 
+#: The protocol's fields, in the order the daemon writes them (docs/stop-signal.md).
+FIELDS = ("stop", "reason", "run", "network", "metric", "value", "threshold", "checkpoint", "step",
+          "recommended_checkpoint", "created_at", "version")
 _STRING_FIELDS = ("reason", "run", "network", "metric", "checkpoint", "recommended_checkpoint", "created_at")
 _NUMBER_FIELDS = ("value", "threshold")
-_KNOWN_FIELDS = frozenset(("stop", "step", "version", *_STRING_FIELDS, *_NUMBER_FIELDS))
+_KNOWN_FIELDS = frozenset(FIELDS)
 
 
 class StopSignalWarning(UserWarning):
@@ -69,6 +73,14 @@ class Signal:
     #: Fields this reader does not know (newer writers may add some); kept, not rejected.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        """The file's JSON object: the known fields in protocol order, then the extra ones.
+
+        The daemon writes exactly this, so the writer and every reader share one field list.
+        """
+        known = {name: getattr(self, name) for name in FIELDS}
+        return {**known, **{k: v for k, v in self.extra.items() if k not in known}}
+
     def describe(self) -> str:
         """One line for a log: the reason, and the checkpoint to go back to if any."""
         reason = self.reason or _default_reason(self)
@@ -93,6 +105,7 @@ class StopSignal:
     ``should_stop()`` and answer the other calls from memory.
     ``poll_interval``: and not more often than once per this many seconds (0 = no limit).
     ``stop_on_invalid``: treat a file that exists but cannot be understood as a stop.
+    ``clock``: seconds for ``poll_interval`` (default ``time.monotonic``; tests pass a fake).
     """
 
     def __init__(
@@ -102,6 +115,7 @@ class StopSignal:
         poll_interval: float = 0.0,
         *,
         stop_on_invalid: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if int(poll_every) < 1:
             raise ValueError(f"poll_every must be >= 1, got {poll_every!r}")
@@ -113,6 +127,7 @@ class StopSignal:
         self.poll_every = int(poll_every)
         self.poll_interval = float(poll_interval)
         self.stop_on_invalid = stop_on_invalid
+        self._clock = clock
         self._calls = 0
         self._last_check: float | None = None
         self._identity: tuple[int, ...] | None = None  # stat of the content we parsed
@@ -128,7 +143,7 @@ class StopSignal:
         self._calls += 1
         due = (self._calls - 1) % self.poll_every == 0
         if due and self.poll_interval and self._last_check is not None:
-            due = time.monotonic() - self._last_check >= self.poll_interval
+            due = self._clock() - self._last_check >= self.poll_interval
         if due:
             self._refresh()
             self._flush_warnings()
@@ -153,7 +168,7 @@ class StopSignal:
         return self._invalid and self.stop_on_invalid
 
     def _refresh(self) -> None:
-        self._last_check = time.monotonic()
+        self._last_check = self._clock()
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -272,6 +287,11 @@ def parse_signal(data: bytes) -> tuple[Signal | None, str | None]:
         return None, f"is not valid JSON ({exc})"
     if not isinstance(obj, dict):
         return None, f"holds a JSON {type(obj).__name__}, not an object"
+    return signal_from_object(obj)
+
+
+def signal_from_object(obj: Mapping[str, Any]) -> tuple[Signal | None, str | None]:
+    """A parsed JSON object as a Signal: (signal, None), (signal, note) or (None, problem)."""
     stop = obj.get("stop")
     notes: list[str] = []
     if "stop" not in obj:

@@ -13,6 +13,14 @@ None means "flag not given"). The special keys ``runs.watch`` / ``runs.name`` /
 ``runs.recursive`` replace the run list with a single run (``runs.name`` alone
 renames the only configured run).
 
+Each key is declared once, as a field of its section's dataclass below: type, default and
+`key(default, doc, env=..., bounds / choices / check)`. Parsing, the key paths in errors,
+the environment variables, the dotted overrides and the rows of docs/configuration.md are
+derived from that (`alphawatch.config_schema`); tests/test_config.py checks the docs and the
+shipped config/alphawatch.yaml against it. Adding a key is one line here (for `analysis:`,
+one line in `ANALYSIS_KEYS` beside the new AnalysisOptions field), plus its docs row and
+its line in the shipped YAML, which the tests ask for.
+
 Why so strict: a typo in a daemon's config otherwise shows up hours later as a
 silently ignored setting. Every problem is a `ConfigError` whose message starts
 with the key path (``stop.threshold: must be a number > 0, got 'abc'``) and says
@@ -25,77 +33,126 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 
-from alphawatch.analysis.options import AnalysisOptions
-from alphawatch.config_schema import (
-    ANALYSIS_FIELDS,
-    CONFIG_ENV_VAR,
-    ENV_VARS,
-    RUN_KEYS,
-    SCHEMA,
-    SECTIONS,
-    Invalid,
-    got,
+from alphawatch.analysis.options import (
+    ACTIVATIONS,
+    DEAD_NEURON_METHODS,
+    INPUT_DISTRIBUTIONS,
+    AnalysisOptions,
 )
+from alphawatch.config_schema import Invalid, Key, described, env_vars_of, got, key, keys_of
 from alphawatch.errors import ConfigError
 
 DEFAULT_METRICS_PORT = 9841
 DEFAULT_IGNORE = ("*.tmp", "*.part", "*.partial", "tmp-checkpoint-*", ".*", "*~", "*.swp")
+OBSERVERS = ("auto", "inotify", "polling")
+BACKLOG_POLICIES = ("all", "latest")
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+CONFIG_ENV_VAR = "ALPHAWATCH_CONFIG"  # the file to read when no path is given
+
+
+def _plain_name(name: str) -> str | None:
+    if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        return "must not contain path separators or be '.'/'..' (it names files)"
+    return None
+
+
+def _only_run_placeholder(text: str) -> str | None:
+    rest = text.replace("{run}", "")
+    return "may contain only the placeholder {run}" if "{" in rest or "}" in rest else None
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    watch: Path
-    name: str  # defaults to the folder name
-    recursive: bool = False
+    """One watched checkpoint folder (`runs:` is a list of these)."""
+
+    watch: Path = field(metadata=described(
+        "the folder the training job writes checkpoints into; it may not exist yet", env="ALPHAWATCH_WATCH"))
+    name: str = field(metadata=described(
+        "the `run` label on metrics, the `{run}` in `stop.file`; unique",
+        env="ALPHAWATCH_RUN", check=_plain_name, shown="the folder's name"))
+    recursive: bool = key(False, "also watch subfolders", env="ALPHAWATCH_RECURSIVE")
 
 
 @dataclass(frozen=True)
 class WatchConfig:
-    observer: str = "auto"  # auto | inotify | polling
-    polling_interval_seconds: float = 2.0
-    quiet_period_seconds: float = 2.0
-    rescan_interval_seconds: float = 60.0  # 0 disables the periodic rescan
-    backlog: str = "all"  # all | latest
-    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    """How files are noticed and when one counts as a complete checkpoint."""
+
+    observer: str = key("auto", "`auto`: inotify where it works, polling where it cannot (NFS, SMB, FUSE, "
+                        "bind mounts written by a VM host)", choices=OBSERVERS, env="ALPHAWATCH_OBSERVER")
+    polling_interval_seconds: float = key(
+        2.0, "how often the polling observer lists the folder", gt=0, env="ALPHAWATCH_POLLING_INTERVAL")
+    quiet_period_seconds: float = key(
+        2.0, "a file must stay unchanged this long before it counts as complete", ge=0,
+        env="ALPHAWATCH_QUIET_PERIOD")
+    rescan_interval_seconds: float = key(
+        60.0, "full rescan to catch events inotify dropped; `0` disables", ge=0)
+    backlog: str = key(
+        "all", "`all`: analyze every checkpoint, lowest step first; `latest`: when several are pending, mark "
+        "the older ones of a run `skipped` and analyze only the newest",
+        choices=BACKLOG_POLICIES, env="ALPHAWATCH_BACKLOG")
+    ignore: tuple[str, ...] = key(
+        DEFAULT_IGNORE, "producer temp names that are never analyzed (globs matched against the file name)")
 
 
 @dataclass(frozen=True)
 class StateConfig:
-    path: Path = Path("alphawatch-state/ledger.sqlite3")
-    max_attempts: int = 3
+    """The ledger: every checkpoint seen, its status and result."""
+
+    path: Path = key(Path("alphawatch-state/ledger.sqlite3"), "the SQLite ledger (WAL mode); its folder is "
+                     "created. Keep it on a local disk", env="ALPHAWATCH_STATE")
+    max_attempts: int = key(3, "attempts per checkpoint for transient failures (`timeout`, `out_of_memory`, "
+                            "`worker_crashed`, `truncated`, `unreadable`); other failures are final at once",
+                            ge=1)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    memory_limit_mb: int = 4096
-    timeout_seconds: float = 600.0
-    threads: int = 1
-    nice: int = 10
+    """Limits of the analysis subprocess."""
+
+    memory_limit_mb: int = key(4096, "memory limit of the worker process", ge=64,
+                               env="ALPHAWATCH_WORKER_MEMORY_LIMIT_MB")
+    timeout_seconds: float = key(
+        600.0, "one checkpoint's analysis is abandoned (reason `timeout`) after this",
+        gt=0, env="ALPHAWATCH_WORKER_TIMEOUT")
+    threads: int = key(1, "CPU threads for the analysis (torch / BLAS); keep it low next to training", ge=1)
+    nice: int = key(10, "scheduling priority of the worker (19 = lowest)", ge=0, le=19)
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    host: str = "0.0.0.0"
-    port: int = DEFAULT_METRICS_PORT  # 0: an ephemeral port (tests)
-    per_layer: bool = False
-    per_layer_limit: int = 500
+    """The HTTP server for /metrics, /healthz and /readyz."""
+
+    host: str = key("0.0.0.0", "address `/metrics`, `/healthz`, `/readyz` bind to (`::` for IPv6)",
+                    env="ALPHAWATCH_METRICS_HOST")
+    port: int = key(DEFAULT_METRICS_PORT, "`0` = any free port", ge=0, le=65535,
+                    env="ALPHAWATCH_METRICS_PORT")
+    per_layer: bool = key(False, "also export `alphawatch_layer_alpha{run,network,layer}` (one series per "
+                          "layer: mind the cardinality)")
+    per_layer_limit: int = key(500, "at most this many per-layer series in total", ge=1)
 
 
 @dataclass(frozen=True)
 class StopConfig:
-    enabled: bool = True
-    # may contain {run}; required when several runs are configured
-    file: str = "signals/alphawatch-stop.json"
-    networks: tuple[str, ...] = ()  # empty: every analyzed network
-    threshold: float = 2.0
-    patience: int = 1
-    min_checkpoints: int = 1
+    """When and where the stop signal is written."""
+
+    enabled: bool = key(True, "write a stop-signal file when the rule fires")
+    file: str = key("signals/alphawatch-stop.json", "where; `{run}` is replaced by the run name (required "
+                    "with several runs)", check=_only_run_placeholder, env="ALPHAWATCH_STOP_FILE")
+    networks: tuple[str, ...] = key((), "networks the rule looks at; `[]` = every analyzed network, and it "
+                                    "fires when **any** of them meets the rule. Commonly `[actor]`",
+                                    env="ALPHAWATCH_STOP_NETWORKS")
+    threshold: float = key(2.0, "alpha strictly below this counts as over-fitted", gt=0,
+                           env="ALPHAWATCH_STOP_THRESHOLD")
+    patience: int = key(1, "consecutive analyzed checkpoints below the threshold needed", ge=1,
+                        env="ALPHAWATCH_STOP_PATIENCE")
+    min_checkpoints: int = key(1, "analyzed checkpoints of the run needed before any stop", ge=1)
 
     def path_for(self, run: str) -> Path:
         return Path(self.file.replace("{run}", run))
@@ -103,13 +160,50 @@ class StopConfig:
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    format: str = "auto"  # auto (json unless on a terminal) | json | console
-    level: str = "info"
+    """How log lines look."""
+
+    format: str = key("auto", "`auto`: JSON lines when stderr is not a terminal, readable console lines "
+                      "on one", choices=LOG_FORMATS, env="ALPHAWATCH_LOG_FORMAT")
+    level: str = key("info", "the least severe level that is logged", choices=LOG_LEVELS,
+                     env="ALPHAWATCH_LOG_LEVEL")
+
+
+# The `analysis:` section fills AnalysisOptions (owned by alphawatch.analysis.options, which
+# holds the types and defaults): AnalysisOptions field -> its key. `alpha_threshold` comes
+# from stop.threshold and `threads` from worker.threads.
+ANALYSIS_KEYS = {
+    "networks": described("analyze only these networks; `[]` = every network in the checkpoint"),
+    "network_patterns": described(
+        "override the automatic grouping of tensors into networks, e.g. `{actor: [\"policy.actor.*\"]}` "
+        "(globs over full dotted keys)"),
+    "seed": described("seed of the random probe inputs", ge=0),
+    "dead_neuron_method": described("probe with random inputs, or judge incoming-weight norms",
+                                    name="dead_neurons.method", choices=DEAD_NEURON_METHODS),
+    "dead_neuron_samples": described("number of random probe inputs (a variance needs two)",
+                                     name="dead_neurons.samples", ge=2),
+    "dead_neuron_variance_threshold": described(
+        "activation method: a unit is dead when its output variance is below this",
+        name="dead_neurons.variance_threshold", ge=0),
+    "dead_neuron_weight_threshold": described(
+        "weight method: a unit is dead when its incoming-weight L2 norm is below this",
+        name="dead_neurons.weight_threshold", ge=0),
+    "activation": described("activation applied between layers when probing",
+                            name="dead_neurons.activation", choices=ACTIVATIONS),
+    "input_distribution": described("distribution of the probe inputs",
+                                    name="dead_neurons.input_distribution", choices=INPUT_DISTRIBUTIONS),
+    "model_factory": described(
+        "`\"module:function\"` returning the `nn.Module` for a network name, so the real architecture "
+        "is probed", name="dead_neurons.model_factory"),
+}
+
+_DEFAULT_RUN = RunConfig(watch=Path("checkpoints"), name="checkpoints")
 
 
 @dataclass(frozen=True)
 class Config:
-    runs: tuple[RunConfig, ...] = (RunConfig(watch=Path("checkpoints"), name="checkpoints"),)
+    """The whole configuration; `load_config` builds it."""
+
+    runs: tuple[RunConfig, ...] = (_DEFAULT_RUN,)
     watch: WatchConfig = field(default_factory=WatchConfig)
     state: StateConfig = field(default_factory=StateConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
@@ -120,6 +214,17 @@ class Config:
     source: Path | None = None  # the YAML file it came from, if any
 
 
+# ---------------------------------------------------------------- derived from the declaration
+
+RUN_KEYS: dict[str, Key] = keys_of("runs", RunConfig, defaults=_DEFAULT_RUN)
+# section -> key inside it -> Key; a section is a field of Config holding a dataclass
+SCHEMA: dict[str, dict[str, Key]] = {
+    name: keys_of(name, section, ANALYSIS_KEYS if section is AnalysisOptions else None)
+    for name, section in get_type_hints(Config).items() if isinstance(section, type) and is_dataclass(section)
+}
+SECTIONS = ("runs", *SCHEMA)
+# environment variable -> dotted key; empty values count as unset
+ENV_VARS: dict[str, str] = env_vars_of(RUN_KEYS, *SCHEMA.values())
 
 
 def _allowed(keys: object) -> str:
@@ -137,9 +242,9 @@ def _flatten(section: str, raw: object, where: str) -> dict[str, object]:
     def walk(prefix: str, mapping: Mapping[Any, Any]) -> dict[str, object]:
         level = {k[len(prefix):].split(".")[0] for k in schema if k.startswith(prefix)}
         out: dict[str, object] = {}
-        for key, value in mapping.items():
-            dotted = f"{prefix}{key}"
-            if not isinstance(key, str) or key not in level:
+        for name, value in mapping.items():
+            dotted = f"{prefix}{name}"
+            if not isinstance(name, str) or name not in level:
                 raise ConfigError(
                     f"{where}{section}.{dotted}: unknown key; allowed keys: {_allowed(level)}")
             if dotted in schema:
@@ -154,9 +259,9 @@ def _flatten(section: str, raw: object, where: str) -> dict[str, object]:
 
 
 def _parse(dotted: str, value: object, from_text: bool, where: str) -> object:
-    section, key = dotted.split(".", 1)
+    section, key_name = dotted.split(".", 1)
     try:
-        return SCHEMA[section][key](value, from_text)
+        return SCHEMA[section][key_name].parse(value, from_text)
     except Invalid as exc:
         raise ConfigError(f"{where}{dotted}: {exc}") from None
 
@@ -167,22 +272,21 @@ def _default_name(watch: Path) -> str:
 
 def _parse_runs(raw: object, where: str) -> list[dict[str, object]]:
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{where}runs: must be a non-empty list of {{watch, name, recursive}}, {got(raw)}")
+        raise ConfigError(f"{where}runs: must be a non-empty list of {{{', '.join(RUN_KEYS)}}}, {got(raw)}")
     runs: list[dict[str, object]] = []
     for i, item in enumerate(raw):
         if isinstance(item, str):  # shorthand: a bare folder
             item = {"watch": item}
         if not isinstance(item, Mapping):
-            raise ConfigError(
-                f"{where}runs[{i}]: must be a mapping with watch, name, recursive, {got(item)}")
+            raise ConfigError(f"{where}runs[{i}]: must be a mapping with {', '.join(RUN_KEYS)}, {got(item)}")
         run: dict[str, object] = {}
-        for key, value in item.items():
-            if key not in RUN_KEYS:
-                raise ConfigError(f"{where}runs[{i}].{key}: unknown key; allowed keys: {_allowed(RUN_KEYS)}")
+        for name, value in item.items():
+            if name not in RUN_KEYS:
+                raise ConfigError(f"{where}runs[{i}].{name}: unknown key; allowed keys: {_allowed(RUN_KEYS)}")
             try:
-                run[key] = RUN_KEYS[key](value, False)
+                run[name] = RUN_KEYS[name].parse(value, False)
             except Invalid as exc:
-                raise ConfigError(f"{where}runs[{i}].{key}: {exc}") from None
+                raise ConfigError(f"{where}runs[{i}].{name}: {exc}") from None
         if "watch" not in run:
             raise ConfigError(f"{where}runs[{i}].watch: required (the checkpoint folder to watch)")
         runs.append(run)
@@ -195,12 +299,12 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if isinstance(key, str) and key in seen:
+            name = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(name, str) and name in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (the earlier value would be ignored)",
+                    None, None, f"duplicate key {name!r} (the earlier value would be ignored)",
                     key_node.start_mark)
-            seen.add(key)
+            seen.add(name)
         return super().construct_mapping(node, deep=deep)
 
 
@@ -229,12 +333,12 @@ def _apply_override(values: dict[str, object], single: dict[str, object], dotted
     """One dotted-key override (env or CLI); text values are coerced ("1.5", "true", "a,b")."""
     from_text = isinstance(value, str)
     if dotted.startswith("runs."):
-        key = dotted[len("runs."):]
-        if key not in RUN_KEYS:
+        name = dotted[len("runs."):]
+        if name not in RUN_KEYS:
             raise ConfigError(f"{dotted}: unknown key; allowed keys: "
                               f"{_allowed(f'runs.{k}' for k in RUN_KEYS)}")
         try:
-            single[key] = RUN_KEYS[key](value, from_text)
+            single[name] = RUN_KEYS[name].parse(value, from_text)
         except Invalid as exc:
             raise ConfigError(f"{dotted}: {exc}") from None
         return
@@ -274,9 +378,11 @@ def _build_runs(raw_runs: list[dict[str, object]], where: str) -> tuple[RunConfi
     return tuple(runs)
 
 
-def _section(cls: type, values: Mapping[str, object], section: str) -> Any:
+def _fields(values: Mapping[str, object], section: str) -> dict[str, Any]:
+    """The section's given values, as keyword arguments of its dataclass."""
+    keys = SCHEMA[section]
     prefix = f"{section}."
-    return cls(**{k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
+    return {keys[k[len(prefix):]].field: v for k, v in values.items() if k.startswith(prefix)}
 
 
 def load_config(
@@ -299,8 +405,8 @@ def load_config(
         if section not in SECTIONS:
             raise ConfigError(f"{where}{section}: unknown section; allowed sections: {_allowed(SECTIONS)}")
         if section != "runs":
-            for key, value in _flatten(section, raw, where).items():
-                values[f"{section}.{key}"] = _parse(f"{section}.{key}", value, False, where)
+            for name, value in _flatten(section, raw, where).items():
+                values[f"{section}.{name}"] = _parse(f"{section}.{name}", value, False, where)
     raw_runs = _parse_runs(data["runs"], where) if "runs" in data else [
         {"watch": run.watch, "name": run.name, "recursive": run.recursive} for run in Config().runs]
 
@@ -316,12 +422,10 @@ def load_config(
             _apply_override(values, single, dotted, value)
     runs = _build_runs(_merge_single_run(raw_runs, single), where)
 
-    stop = _section(StopConfig, values, "stop")
-    workers = _section(WorkerConfig, values, "worker")
-    analysis_fields: dict[str, Any] = {
-        ANALYSIS_FIELDS[k[len("analysis."):]]: v for k, v in values.items() if k.startswith("analysis.")}
+    stop = StopConfig(**_fields(values, "stop"))
+    workers = WorkerConfig(**_fields(values, "worker"))
     analysis = AnalysisOptions(
-        **analysis_fields,
+        **_fields(values, "analysis"),
         alpha_threshold=stop.threshold,
         threads=workers.threads,
     )
@@ -331,13 +435,13 @@ def load_config(
                           f"{got(stop.file)}")
     return Config(
         runs=runs,
-        watch=_section(WatchConfig, values, "watch"),
-        state=_section(StateConfig, values, "state"),
+        watch=WatchConfig(**_fields(values, "watch")),
+        state=StateConfig(**_fields(values, "state")),
         worker=workers,
         analysis=analysis,
-        metrics=_section(MetricsConfig, values, "metrics"),
+        metrics=MetricsConfig(**_fields(values, "metrics")),
         stop=stop,
-        logging=_section(LoggingConfig, values, "logging"),
+        logging=LoggingConfig(**_fields(values, "logging")),
         source=path,
     )
 

@@ -1,29 +1,29 @@
-"""What the configuration may contain: one parser per key, the environment variables.
+"""How a configuration key is declared, and every rule derived from that declaration.
 
-Split from `alphawatch.config` so the "what is allowed" tables read on their own (and
-docs/configuration.md can be checked against them). A parser turns a raw value -- from
-YAML, or text from the environment / CLI (`from_text`) -- into the typed value, or
-raises `Invalid("must be ..., got ...")`; the caller adds the key path.
+A key is a field of a frozen dataclass (`alphawatch.config`) carrying `described(...)`
+metadata: a one-line doc, its environment variable, bounds or choices, an extra check.
+Its Python type and default come from the field itself. From that one declaration this
+module derives the value parser (YAML, environment and CLI text), the key path, the
+"must be ..." wording of errors and the row of the docs table -- so a key cannot be
+validated one way and documented another.
+
+Standard library only, on purpose: pydantic or msgspec would cost the daemon's main
+process import time and memory (bench/config_import.py measures it) and still need this
+layer for our messages, text coercion of environment values and dotted CLI overrides.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import re
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from alphawatch.analysis.options import ACTIVATIONS, DEAD_NEURON_METHODS, INPUT_DISTRIBUTIONS
-
-OBSERVERS = ("auto", "inotify", "polling")
-BACKLOG_POLICIES = ("all", "latest")
-LOG_FORMATS = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-# --------------------------------------------------------------------------- value parsers
-# A parser turns a raw value (from YAML, or text from the environment / CLI) into the
-# typed value, or raises Invalid with "must be ..., got ..." (the key is added later).
+_META = "alphawatch.config"  # the field-metadata slot holding a key's `About`
 
 
 class Invalid(Exception):
@@ -37,9 +37,57 @@ def got(value: object) -> str:
     return f"got {value!r}"
 
 
-def _number(minimum: float, *, strict: bool) -> Parser:
-    op = ">" if strict else ">="
-    want = f"must be a number {op} {minimum:g}"
+@dataclasses.dataclass(frozen=True)
+class About:
+    """What a field's metadata says about its key (everything the type and default don't)."""
+
+    doc: str  # the meaning column of docs/configuration.md (markdown, one line)
+    env: str | None = None  # ALPHAWATCH_* variable overriding it
+    gt: float | None = None  # bounds of a number / integer
+    ge: float | None = None
+    le: float | None = None
+    choices: tuple[str, ...] = ()
+    check: Callable[[Any], str | None] | None = None  # extra rule: what is wrong, or None
+    name: str | None = None  # the key inside its section when it differs from the field name
+    shown: str | None = None  # the docs' default column, when the default is computed
+
+
+def described(doc: str, **rules: Any) -> dict[str, About]:
+    """Field metadata declaring a key; use `dataclasses.field(metadata=...)` for required keys."""
+    return {_META: About(doc, **rules)}
+
+
+def key(default: Any, doc: str, **rules: Any) -> Any:
+    """A dataclass field that is a configuration key: default, doc, rules (see `About`)."""
+    return dataclasses.field(default=default, metadata=described(doc, **rules))
+
+
+# --------------------------------------------------------------------------- value parsers
+# Each turns a raw value (from YAML, or text from the environment / CLI: `from_text`)
+# into the typed value, or raises Invalid("must be ..., got ..."); the caller adds the key.
+
+
+def _bounds(about: About, integer: bool, docs: bool = False) -> str:
+    """The allowed range in words: "> 0", ">= 1", "from 0 to 19" (docs: "≥ 1", "0–19")."""
+    def fmt(v: float) -> str:
+        return str(int(v)) if integer else f"{v:g}"
+
+    if about.ge is not None and about.le is not None:
+        return f"{fmt(about.ge)}–{fmt(about.le)}" if docs else f"from {fmt(about.ge)} to {fmt(about.le)}"
+    ge, le = ("≥", "≤") if docs else (">=", "<=")
+    parts = [f"> {fmt(about.gt)}"] if about.gt is not None else []
+    parts += [f"{ge} {fmt(about.ge)}"] if about.ge is not None else []
+    parts += [f"{le} {fmt(about.le)}"] if about.le is not None else []
+    return " and ".join(parts)
+
+
+def _in_bounds(number: float, about: About) -> bool:
+    return not ((about.gt is not None and number <= about.gt) or (about.ge is not None and number < about.ge)
+                or (about.le is not None and number > about.le))
+
+
+def _number(about: About) -> Parser:
+    want = f"must be a number {_bounds(about, integer=False)}".rstrip()
 
     def parse(value: object, from_text: bool) -> float:
         if isinstance(value, bool):
@@ -48,16 +96,15 @@ def _number(minimum: float, *, strict: bool) -> Parser:
             number = float(value) if isinstance(value, (int, float, str)) else math.nan
         except ValueError:
             number = math.nan
-        if not math.isfinite(number) or number < minimum or (strict and number == minimum):
+        if not math.isfinite(number) or not _in_bounds(number, about):
             raise Invalid(f"{want}, {got(value)}")
         return number
 
     return parse
 
 
-def _integer(minimum: int, maximum: int | None = None) -> Parser:
-    want = f"must be an integer >= {minimum}" if maximum is None else (
-        f"must be an integer from {minimum} to {maximum}")
+def _integer(about: About) -> Parser:
+    want = f"must be an integer {_bounds(about, integer=True)}".rstrip()
 
     def parse(value: object, from_text: bool) -> int:
         if isinstance(value, str):
@@ -65,9 +112,7 @@ def _integer(minimum: int, maximum: int | None = None) -> Parser:
                 value = int(value.strip())
             except ValueError:
                 raise Invalid(f"{want}, {got(value)}") from None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise Invalid(f"{want}, {got(value)}")
-        if value < minimum or (maximum is not None and value > maximum):
+        if isinstance(value, bool) or not isinstance(value, int) or not _in_bounds(value, about):
             raise Invalid(f"{want}, {got(value)}")
         return value
 
@@ -86,7 +131,7 @@ def _boolean(value: object, from_text: bool) -> bool:
     raise Invalid(f"must be true or false, {got(value)}")
 
 
-def _choice(*options: str) -> Parser:
+def _choice(options: tuple[str, ...]) -> Parser:
     def parse(value: object, from_text: bool) -> str:
         text = value.strip().lower() if isinstance(value, str) else value
         if text not in options:
@@ -109,7 +154,8 @@ def _optional_text(value: object, from_text: bool) -> str | None:
 
 
 def _path(value: object, from_text: bool) -> Path:
-    return Path(os.path.expanduser(_text(value, from_text)))
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value  # Path overrides from Python
+    return Path(os.path.expanduser(_text(text, from_text)))
 
 
 def _text_list(value: object, from_text: bool) -> tuple[str, ...]:
@@ -140,106 +186,115 @@ def _patterns(value: object, from_text: bool) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _stop_file(value: object, from_text: bool) -> str:
-    text = _text(value, from_text)
-    if "{" in text.replace("{run}", "") or "}" in text.replace("{run}", ""):
-        raise Invalid(f"may contain only the placeholder {{run}}, {got(value)}")
-    return text
-
-
-# --------------------------------------------------------------------------- schema
-# Section -> dotted key (inside the section) -> parser. Nested YAML mappings
-# (analysis.dead_neurons.*) are flattened to dotted keys.
-
-SCHEMA: dict[str, dict[str, Parser]] = {
-    "watch": {
-        "observer": _choice(*OBSERVERS),
-        "polling_interval_seconds": _number(0, strict=True),
-        "quiet_period_seconds": _number(0, strict=False),
-        "rescan_interval_seconds": _number(0, strict=False),
-        "backlog": _choice(*BACKLOG_POLICIES),
-        "ignore": _text_list,
-    },
-    "state": {"path": _path, "max_attempts": _integer(1)},
-    "worker": {
-        "memory_limit_mb": _integer(64),
-        "timeout_seconds": _number(0, strict=True),
-        "threads": _integer(1),
-        "nice": _integer(0, 19),
-    },
-    "analysis": {
-        "networks": _text_list,
-        "network_patterns": _patterns,
-        "seed": _integer(0),
-        "dead_neurons.method": _choice(*DEAD_NEURON_METHODS),
-        "dead_neurons.samples": _integer(2),
-        "dead_neurons.variance_threshold": _number(0, strict=False),
-        "dead_neurons.weight_threshold": _number(0, strict=False),
-        "dead_neurons.activation": _choice(*ACTIVATIONS),
-        "dead_neurons.input_distribution": _choice(*INPUT_DISTRIBUTIONS),
-        "dead_neurons.model_factory": _optional_text,
-    },
-    "metrics": {
-        "host": _text,
-        "port": _integer(0, 65535),
-        "per_layer": _boolean,
-        "per_layer_limit": _integer(1),
-    },
-    "stop": {
-        "enabled": _boolean,
-        "file": _stop_file,
-        "networks": _text_list,
-        "threshold": _number(0, strict=True),
-        "patience": _integer(1),
-        "min_checkpoints": _integer(1),
-    },
-    "logging": {"format": _choice(*LOG_FORMATS), "level": _choice(*LOG_LEVELS)},
+# Python type of a field -> (parser factory, how the docs name the type). A key of a
+# type not listed here fails at import time, so a new kind of value gets a rule first.
+_BY_TYPE: dict[object, tuple[Callable[[About], Parser], Callable[[About], str]]] = {
+    bool: (lambda a: _boolean, lambda a: "bool"),
+    int: (_integer, lambda a: f"integer {_bounds(a, integer=True, docs=True)}".rstrip()),
+    float: (_number, lambda a: f"number {_bounds(a, integer=False, docs=True)}".rstrip()),
+    str: (lambda a: _choice(a.choices) if a.choices else _text,
+          lambda a: " \\| ".join(f"`{c}`" for c in a.choices) if a.choices else "string"),
+    str | None: (lambda a: _optional_text, lambda a: "string or `null`"),
+    Path: (lambda a: _path, lambda a: "path"),
+    tuple[str, ...]: (lambda a: _text_list, lambda a: "list of strings"),
+    Mapping[str, tuple[str, ...]]: (lambda a: _patterns, lambda a: "mapping name → list of globs"),
 }
 
 
-def _run_name(value: object, from_text: bool) -> str:
-    name = _text(value, from_text)
-    if "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
-        raise Invalid(f"must not contain path separators or be '.'/'..' (it names files), {got(name)}")
-    return name
+def _checked(parse: Parser, check: Callable[[Any], str | None]) -> Parser:
+    def parse_and_check(value: object, from_text: bool) -> object:
+        typed = parse(value, from_text)
+        problem = check(typed)
+        if problem:
+            raise Invalid(f"{problem}, {got(value)}")
+        return typed
+
+    return parse_and_check
 
 
-RUN_KEYS: dict[str, Parser] = {"watch": _path, "name": _run_name, "recursive": _boolean}
-SECTIONS = ("runs", *SCHEMA)
+# --------------------------------------------------------------------------- keys
 
-# analysis.* key -> AnalysisOptions field
-ANALYSIS_FIELDS = {
-    "networks": "networks",
-    "network_patterns": "network_patterns",
-    "seed": "seed",
-    "dead_neurons.method": "dead_neuron_method",
-    "dead_neurons.samples": "dead_neuron_samples",
-    "dead_neurons.variance_threshold": "dead_neuron_variance_threshold",
-    "dead_neurons.weight_threshold": "dead_neuron_weight_threshold",
-    "dead_neurons.activation": "activation",
-    "dead_neurons.input_distribution": "input_distribution",
-    "dead_neurons.model_factory": "model_factory",
-}
 
-# Environment variable -> dotted key. Empty values count as unset.
-ENV_VARS: dict[str, str] = {
-    "ALPHAWATCH_WATCH": "runs.watch",
-    "ALPHAWATCH_RUN": "runs.name",
-    "ALPHAWATCH_RECURSIVE": "runs.recursive",
-    "ALPHAWATCH_OBSERVER": "watch.observer",
-    "ALPHAWATCH_POLLING_INTERVAL": "watch.polling_interval_seconds",
-    "ALPHAWATCH_QUIET_PERIOD": "watch.quiet_period_seconds",
-    "ALPHAWATCH_BACKLOG": "watch.backlog",
-    "ALPHAWATCH_STATE": "state.path",
-    "ALPHAWATCH_WORKER_MEMORY_LIMIT_MB": "worker.memory_limit_mb",
-    "ALPHAWATCH_WORKER_TIMEOUT": "worker.timeout_seconds",
-    "ALPHAWATCH_METRICS_HOST": "metrics.host",
-    "ALPHAWATCH_METRICS_PORT": "metrics.port",
-    "ALPHAWATCH_STOP_FILE": "stop.file",
-    "ALPHAWATCH_STOP_THRESHOLD": "stop.threshold",
-    "ALPHAWATCH_STOP_NETWORKS": "stop.networks",
-    "ALPHAWATCH_STOP_PATIENCE": "stop.patience",
-    "ALPHAWATCH_LOG_FORMAT": "logging.format",
-    "ALPHAWATCH_LOG_LEVEL": "logging.level",
-}
-CONFIG_ENV_VAR = "ALPHAWATCH_CONFIG"  # the file to read when no path is given
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One configuration key, resolved from its declaration."""
+
+    section: str
+    name: str  # inside the section, dotted when nested in YAML (dead_neurons.method)
+    field: str  # the dataclass attribute it fills
+    type: object
+    default: Any  # dataclasses.MISSING: required
+    about: About
+    parse: Parser
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def docs_row(self) -> str:
+        """The key's row in docs/configuration.md, as the declaration says it must read."""
+        shown_path = f"runs[].{self.name}" if self.section == "runs" else self.path
+        kind = _BY_TYPE[self.type][1](self.about)
+        default = self.about.shown or f"`{show(self.default)}`"
+        return f"| `{shown_path}` | {kind} | {default} | {self.about.doc} |"
+
+
+def show(value: object) -> str:
+    """A default as the YAML file writes it."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, float):
+        return re.sub(r"e([+-])0*(\d)", r"e\1\2", repr(value))
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _check_declaration(where: str, kind: object, about: About) -> None:
+    """Refuse at import what would otherwise be silently ignored."""
+    if kind not in _BY_TYPE:
+        raise TypeError(f"{where}: no config rule for type {kind}")
+    if (about.gt, about.ge, about.le) != (None, None, None) and kind not in (int, float):
+        raise TypeError(f"{where}: bounds apply to int and float keys only, not {kind}")
+    if about.choices and kind is not str:
+        raise TypeError(f"{where}: choices apply to str keys only, not {kind}")
+
+
+def keys_of(section: str, cls: type, about: Mapping[str, Mapping[str, About]] | None = None,
+            defaults: object = None) -> dict[str, Key]:
+    """The keys a dataclass declares: name in the section -> Key.
+
+    `about`: field name -> `described(...)`, for a dataclass owned by another module
+    (AnalysisOptions); fields without a declaration are not configuration keys.
+    `defaults`: an instance supplying defaults for required fields in the docs.
+    """
+    hints = typing.get_type_hints(cls)
+    keys: dict[str, Key] = {}
+    for f in dataclasses.fields(cls):
+        meta = (about or {}).get(f.name, f.metadata).get(_META)
+        if meta is None:
+            continue
+        _check_declaration(f"{cls.__name__}.{f.name}", hints[f.name], meta)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if default is dataclasses.MISSING and defaults is not None:
+            default = getattr(defaults, f.name)
+        parse = _BY_TYPE[hints[f.name]][0](meta)
+        if meta.check is not None:
+            parse = _checked(parse, meta.check)
+        name = meta.name or f.name
+        keys[name] = Key(section, name, f.name, hints[f.name], default, meta, parse)
+    return keys
+
+
+def env_vars_of(*tables: Mapping[str, Key]) -> dict[str, str]:
+    """Environment variable -> dotted key, refusing a variable declared for two keys."""
+    out: dict[str, str] = {}
+    for table in tables:
+        for k in table.values():
+            if k.about.env is not None:
+                if k.about.env in out:
+                    raise TypeError(f"{k.about.env} is declared for both {out[k.about.env]} and {k.path}")
+                out[k.about.env] = k.path
+    return out

@@ -97,7 +97,7 @@ def test_nan_weights_fail_the_layer_and_raise_an_issue() -> None:
     bad = next(x for x in actor["layers"] if x["name"] == "2.weight")
     assert (bad["status"], bad["reason"]) == ("failed", "NaN/Inf weights")
     assert actor["summary"]["layers_failed"] == 1
-    assert any(i.startswith("actor: NaN/Inf weights") for i in result["issues"])
+    assert any(i["network"] == "actor" and i["code"] == "nan_weights" for i in result["issues"])
     json.dumps(result, allow_nan=False)
 
 
@@ -105,7 +105,8 @@ def test_networks_option_restricts_and_reports_unknown_names() -> None:
     ckpt = make_checkpoint(sac_state_dicts(seed=2))
     result = analyze_checkpoint(ckpt, AnalysisOptions(networks=("critic_2", "nope")))
     assert list(result["networks"]) == ["critic_2"]
-    assert any("nope" in i for i in result["issues"])
+    missing = [i for i in result["issues"] if i["code"] == "missing_networks"]
+    assert len(missing) == 1 and missing[0]["network"] is None and "nope" in missing[0]["message"]
 
 
 def test_threads_option_is_restored() -> None:

@@ -12,6 +12,7 @@ from alphawatch.analysis.health import (
     alpha_verdict,
     checkpoint_issues,
     dead_neuron_status,
+    issue_text,
     network_issues,
 )
 
@@ -89,26 +90,29 @@ def test_each_issue_rule_fires() -> None:
         stable_rank_utilization=0.1,
         dead_neurons={"status": "critical", "ratio": 0.4, "count": 205, "total": 512, "method": "weight"},
     )
-    text = "\n".join(network_issues("critic_1", net))
-    for fragment in (
-        "NaN/Inf weights in 1 layer(s) (2.weight)",
-        "overfit",
-        "high alpha variance",
-        "spectral norm > 5",
-        "over-parameterised",
-        "fit failed in 1 layer(s) (4.weight)",
-        "critical dead-neuron ratio 40.0%",
+    issues = network_issues("critic_1", net)
+    by_code = {i["code"]: i["message"] for i in issues}
+    for code, fragment in (
+        ("nan_weights", "NaN/Inf weights in 1 layer(s) (2.weight)"),
+        ("overfit", "overfit"),
+        ("alpha_variance", "high alpha variance"),
+        ("spectral_norm", "spectral norm > 5"),
+        ("low_stable_rank", "over-parameterised"),
+        ("fit_failed", "fit failed in 1 layer(s) (4.weight)"),
+        ("dead_neurons", "critical dead-neuron ratio 40.0%"),
     ):
-        assert fragment in text
-    assert all(line.startswith("critic_1: ") for line in text.splitlines())
+        assert fragment in by_code[code]
+    assert len(issues) == len(by_code) == 7
+    assert all(i["network"] == "critic_1" and not i["message"].startswith("critic_1") for i in issues)
+    assert issue_text(issues[0]).startswith("critic_1: NaN/Inf weights")
 
 
 def test_spectral_norm_threshold_is_sigma_max_5() -> None:
     """WW's log_spectral_norm is log10(sigma_max^2); sigma_max 5 is log10(25) ~ 1.398."""
     below = network_issues("a", _net([_layer("x", lsn=math.log10(24.9))]))
     above = network_issues("a", _net([_layer("x", lsn=math.log10(25.1))]))
-    assert not any("spectral norm" in i for i in below)
-    assert any("spectral norm" in i for i in above)
+    assert not any(i["code"] == "spectral_norm" for i in below)
+    assert any(i["code"] == "spectral_norm" for i in above)
 
 
 def test_actor_critic_mismatch_ignores_targets() -> None:
@@ -118,6 +122,8 @@ def test_actor_critic_mismatch_ignores_targets() -> None:
         "critic_2": _net([_layer("0")], alpha=4.4),
         "target_critic_1": _net([_layer("0")], alpha=9.0),
     }
-    assert not any("mismatch" in i for i in checkpoint_issues(nets))
+    assert not any(i["code"] == "actor_critic_mismatch" for i in checkpoint_issues(nets))
     nets["critic_2"] = _net([_layer("0")], alpha=5.0)  # critic mean 4.5 vs actor 2.2
-    assert any("actor vs critic alpha mismatch" in i for i in checkpoint_issues(nets))
+    mismatch = [i for i in checkpoint_issues(nets) if i["code"] == "actor_critic_mismatch"]
+    assert len(mismatch) == 1 and mismatch[0]["network"] is None
+    assert "actor vs critic alpha mismatch" in mismatch[0]["message"]

@@ -16,18 +16,32 @@ def _series(values: list[float]) -> list[dict[str, Any]]:
     return [_ckpt(f"c{i}.pt", i * 100, actor=v) for i, v in enumerate(values)]
 
 
-def test_orders_by_step_none_last_stable() -> None:
+def test_keeps_the_order_it_is_given() -> None:
+    # training order is the caller's (alphawatch.ordering): trend never re-sorts, so the stop
+    # file, the CLI and the reports agree on what came before what
     res = [
-        _ckpt("x.pt", None, actor=3.0),
-        _ckpt("b.pt", 200, actor=3.5),
         _ckpt("a.pt", 100, actor=4.0),
-        _ckpt("y.pt", None, actor=2.9),
-        _ckpt("a2.pt", 100, actor=3.9),
+        _ckpt("best_model.pt", None, actor=2.1),
+        _ckpt("b.pt", 200, actor=3.5),
     ]
     t = trend(res)
-    assert t["order"] == ["a.pt", "a2.pt", "b.pt", "x.pt", "y.pt"]
-    assert t["steps"] == [100, 100, 200, None, None]
-    assert t["alpha"]["actor"] == [4.0, 3.9, 3.5, 3.0, 2.9]
+    assert t["order"] == ["a.pt", "best_model.pt", "b.pt"]
+    assert t["steps"] == [100, None, 200]
+    assert t["alpha"]["actor"] == [4.0, 2.1, 3.5]
+
+
+def test_recommendation_follows_the_training_order_of_step_less_checkpoints() -> None:
+    # s100 3.0, s200 2.5, best_model.pt (no step, written before s300) 2.1, s300 1.8: the last
+    # healthy checkpoint in the daemon's own order is best_model.pt, not s200
+    res = [_ckpt("s100", 100, actor=3.0), _ckpt("s200", 200, actor=2.5),
+           _ckpt("best_model.pt", None, actor=2.1), _ckpt("s300", 300, actor=1.8)]
+    assert trend(res)["recommended_checkpoint"] == "best_model.pt"
+
+
+def test_names_the_network_that_decided_the_pattern() -> None:
+    res = [_ckpt("a", 1, actor=4.0, critic=3.0), _ckpt("b", 2, actor=3.5, critic=1.9)]
+    t = trend(res)
+    assert t["pattern"] == "overtraining" and t["network"] == "critic"
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ def test_values_shapes_and_meta_without_reading(tmp_path: Path, fmt: str) -> Non
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("fmt", ["safetensors", "pt"])
 def test_reading_every_tensor_holds_about_one_at_a_time(tmp_path: Path, fmt: str) -> None:
-    sd = _state_dict()  # 6 x 16 MiB
+    sd = _state_dict(count=12)  # 12 x 16 MiB
     path = _write(tmp_path, fmt, sd)
     del sd
     gc.collect()
@@ -70,5 +70,6 @@ def test_reading_every_tensor_holds_about_one_at_a_time(tmp_path: Path, fmt: str
         for key in net:
             total += float(net[key].sum())
     grown = _status_mb("VmHWM") - base
-    assert grown < 3 * 16, f"peak grew {grown:.0f} MiB reading 96 MiB of tensors"
+    # one tensor, its mapped pages while copied, and what the allocator keeps: far from all 192
+    assert grown < 5 * 16, f"peak grew {grown:.0f} MiB reading 192 MiB of tensors"
     assert total != 0.0

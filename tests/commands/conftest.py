@@ -1,4 +1,4 @@
-"""Real SAC-shaped torch.save checkpoints and a helper that runs the real CLI as a subprocess."""
+"""Real SAC-shaped torch.save checkpoints and helpers that run the real CLI (subprocess or in-process)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,20 @@ def run_cli(*args: str | os.PathLike[str], cwd: Path | None = None, timeout: flo
         cwd=cwd or REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=timeout,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr or "")
+
+
+def run_cli_in_process(capsys: pytest.CaptureFixture[str], *args: str | os.PathLike[str]) -> Run:
+    """`alphawatch analyze ARGS` through `alphawatch.cli.main`, in this process: for what fails
+    before any analysis (usage errors), where a fresh interpreter would only add its start-up."""
+    from alphawatch import cli
+
+    capsys.readouterr()  # start from empty captures
+    try:
+        code = cli.main(["analyze", *map(str, args)])
+    except SystemExit as exc:  # argparse's own usage errors exit from inside parse_args
+        code = exc.code if isinstance(exc.code, int) else 2
+    out = capsys.readouterr()
+    return Run(code, out.out, out.err)
 
 
 def load_json(path: Path) -> Any:

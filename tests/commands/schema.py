@@ -67,13 +67,19 @@ def check_document(doc: dict[str, Any]) -> None:
         where = f"checkpoints[{i}]"
         assert {"path", "step", "format", "networks", "issues"} <= set(ckpt), where
         assert ckpt["step"] is None or isinstance(ckpt["step"], int), where
-        assert isinstance(ckpt["issues"], list) and all(isinstance(x, str) for x in ckpt["issues"]), where
+        assert isinstance(ckpt["issues"], list), where
+        for issue in ckpt["issues"]:
+            assert set(issue) == {"network", "code", "message"}, where
+            assert issue["network"] is None or issue["network"] in ckpt["networks"], where
+            assert isinstance(issue["code"], str) and isinstance(issue["message"], str), where
         for name, net in ckpt["networks"].items():
             check_network(net, name, f"{where}.networks.{name}")
     for i, failure in enumerate(doc["failures"]):
         assert set(failure) >= {"path", "reason", "message"}, f"failures[{i}]"
     trend = doc["trend"]
-    assert {"order", "steps", "alpha", "pattern", "recommended_checkpoint", "description"} <= set(trend)
+    fields = {"order", "steps", "alpha", "pattern", "network", "recommended_checkpoint", "description"}
+    assert fields <= set(trend)
+    assert trend["network"] is None or trend["network"] in trend["alpha"]
     assert trend["order"] == [c["path"] for c in doc["checkpoints"]], "checkpoints are in trend order"
     assert trend["pattern"] in PATTERNS
     assert trend["recommended_checkpoint"] is None or trend["recommended_checkpoint"] in trend["order"]

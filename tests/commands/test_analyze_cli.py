@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from alphawatch.analysis.trend import trend as compute_trend
 
-from tests.commands.conftest import REPO, SMALL, Run, load_json, run_cli
+from tests.commands.conftest import REPO, SMALL, Run, load_json, run_cli, run_cli_in_process
 from tests.commands.schema import check_document
 from tests.factories import SAC_NETWORK_NAMES, save_sac_checkpoint
 
@@ -48,9 +48,9 @@ def single_run(sac_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return {"run": run, "out": out}
 
 
-# ---------------------------------------------------------------- usage errors (fast: no torch)
+# ---------------------------------------------------------------- usage errors (in-process: no torch)
 
-@pytest.mark.parametrize("args", [
+USAGE_ERRORS = [
     [],
     ["--dead-neuron-samples", "0", "x.pt"],
     ["--dead-neuron-samples", "1", "x.pt"],  # one sample has variance 0: every unit "dead"
@@ -58,46 +58,58 @@ def single_run(sac_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     ["--dead-neuron-method", "magic", "x.pt"],
     ["--activation", "softmax", "x.pt"],
     ["--no-such-flag", "x.pt"],
-])
-def test_usage_errors_exit_2(args: list[str]) -> None:
-    run = run_cli(*args)
+]
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS)
+def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_cli_in_process(capsys, *args)
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     assert "error:" in run.stderr
     assert run.stdout == ""
 
 
-def test_unwritable_output_location_is_a_usage_error(tmp_path: Path) -> None:
+def test_usage_error_exit_code_of_the_real_process() -> None:
+    """Once through a real interpreter: the exit status the shell sees, and no torch import."""
+    run = run_cli("--dead-neuron-method", "magic", "x.pt")
+    assert run.returncode == 2 and "error:" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_unwritable_output_location_is_a_usage_error(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    run = run_cli(tmp_path / "whatever.pt", "--output-dir", blocker / "sub")
+    run = run_cli_in_process(capsys, tmp_path / "whatever.pt", "--output-dir", blocker / "sub")
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and str(blocker / "sub") in run.stderr
 
 
-def test_path_swallowed_by_networks_gets_a_hint(tmp_path: Path) -> None:
+def test_path_swallowed_by_networks_gets_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"x")
-    run = run_cli("--networks", "actor", ckpt)
+    run = run_cli_in_process(capsys, "--networks", "actor", ckpt)
     assert run.returncode == 2 and len(run.stderr_lines) == 1
     assert "taken as a network name" in run.stderr and "--checkpoint" in run.stderr
 
 
-def test_json_path_that_is_a_folder_is_a_usage_error(tmp_path: Path) -> None:
-    run = run_cli(tmp_path / "whatever.pt", "--json", tmp_path)
+def test_json_path_that_is_a_folder_is_a_usage_error(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_cli_in_process(capsys, tmp_path / "whatever.pt", "--json", tmp_path)
     assert run.returncode == 2 and len(run.stderr_lines) == 1 and "is a folder" in run.stderr
 
 
-def test_missing_config_file_is_a_usage_error(tmp_path: Path) -> None:
-    run = run_cli(tmp_path / "whatever.pt", "--config", tmp_path / "nope.yaml")
+def test_missing_config_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_cli_in_process(capsys, tmp_path / "whatever.pt", "--config", tmp_path / "nope.yaml")
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert len(run.stderr_lines) == 1 and "nope.yaml" in run.stderr
 
 
-def test_invalid_config_is_a_usage_error_naming_the_key(tmp_path: Path) -> None:
+def test_invalid_config_is_a_usage_error_naming_the_key(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "alphawatch.yaml"
     config.write_text("analysis:\n  dead_neurons:\n    method: telepathy\n", encoding="utf-8")
-    run = run_cli(tmp_path / "whatever.pt", "--config", config)
+    run = run_cli_in_process(capsys, tmp_path / "whatever.pt", "--config", config)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert len(run.stderr_lines) == 1 and "analysis.dead_neurons.method" in run.stderr
 
@@ -200,7 +212,7 @@ def test_comparison_table_pattern_and_recommendation(multi_run: dict[str, Any]) 
     doc = multi_run["doc"]
     report = (out / "network_health_report.txt").read_text(encoding="utf-8")
     assert report in multi_run["run"].stdout
-    table = report[report.index("ALPHA OVER TRAINING (3 checkpoints, in step order)"):]
+    table = report[report.index("ALPHA OVER TRAINING (3 checkpoints, in training order)"):]
     rows = [line for line in table.splitlines() if "generation_" in line and "Recommended" not in line]
     names = [line.split()[1] for line in rows]
     assert names == ["generation_100.pt", "generation_200.pt", "generation_300.pt"]
@@ -269,6 +281,18 @@ def test_unknown_network_is_a_failure(sac_dir: Path) -> None:
     assert run.returncode == 3
     assert len(run.stderr_lines) == 1 and "actr" in run.stderr and "Traceback" not in run.stderr
     assert run.json()["failures"][0]["reason"] == "no_weights"
+
+
+@e2e
+def test_a_typo_among_several_networks_is_named_and_fails(sac_dir: Path) -> None:
+    run = run_cli(sac_dir / "generation_100.pt", "--networks", "actor", "critic1", "--json", "-", "--quiet",
+                  "--dead-neuron-method", "weight")
+    assert run.returncode == 3
+    assert len(run.stderr_lines) == 1 and "unknown network(s) critic1" in run.stderr
+    ckpt = run.json()["checkpoints"][0]
+    assert list(ckpt["networks"]) == ["actor"]  # the rest is still analyzed
+    missing = [i for i in ckpt["issues"] if i["code"] == "missing_networks"]
+    assert len(missing) == 1 and "critic_1" in missing[0]["message"]  # what the checkpoint does have
 
 
 @e2e

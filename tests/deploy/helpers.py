@@ -159,6 +159,42 @@ def dockerfile_stages(text: str) -> list[list[tuple[str, str]]]:
     return stages
 
 
+def _stage_name(stage: list[tuple[str, str]]) -> str | None:
+    words = stage[0][1].split()
+    return words[2].lower() if len(words) == 3 and words[1].upper() == "AS" else None
+
+
+def stage_names(text: str) -> list[str | None]:
+    """Each stage's name (`FROM image AS name`), in order."""
+    return [_stage_name(stage) for stage in dockerfile_stages(text)]
+
+
+def stage_lineage(text: str, target: str | None = None) -> list[tuple[str, str]]:
+    """Everything that makes up a target stage (default: the last, the image's default target).
+
+    A stage built `FROM` an earlier stage inherits its instructions (USER, ENV, WORKDIR, RUN ...),
+    so these are the parent stages' instructions first, then the target's own.
+    """
+    stages = dockerfile_stages(text)
+    by_name = {name: stage for stage in stages if (name := _stage_name(stage))}
+    stage = by_name[target] if target else stages[-1]
+    chain = [stage]
+    while (parent := stage[0][1].split()[0].lower()) in by_name:
+        stage = by_name[parent]
+        chain.insert(0, stage)
+    return [ins for st in chain for ins in st]
+
+
+def arg_defaults(text: str) -> dict[str, str]:
+    """ARG name -> default value, for every ARG with one (the last one wins, like Docker's scoping)."""
+    out = {}
+    for ins, args in dockerfile_instructions(text):
+        if ins == "ARG" and "=" in args:
+            name, _, value = args.partition("=")
+            out[name] = value
+    return out
+
+
 def exec_form(args: str) -> list[str]:
     """A JSON exec-form argument list (`["a", "b"]`); raises ValueError for shell form."""
     try:

@@ -4,11 +4,12 @@ The compose file must parse, mount only files that exist, pin every image, wire 
 the way docs/deployment.md says (checkpoints read-only for alphawatch, the stop signal
 read-only for the trainer) and agree with the Prometheus and Grafana files it mounts.
 `docker compose config` runs when the compose plugin is installed; `amtool check-config`
-when Debian's prometheus-alertmanager is.
+when amtool is on PATH (`make tools` unpacks Debian's into .tools/bin).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from alphawatch.config import load_config
 
+from tests.container.dockercli import compose_command
 from tests.deploy.helpers import (
     COMPOSE,
     DATASOURCE,
@@ -34,6 +37,7 @@ SPEC = load_yaml(COMPOSE)
 SERVICES: dict[str, Any] = SPEC["services"]
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
+CI_OVERRIDE = COMPOSE.parents[1] / "tests" / "container" / "compose.ci.yml"
 
 
 def _mounts(service: str) -> list[tuple[str, str, str]]:
@@ -155,25 +159,80 @@ def test_prometheus_alertmanager_and_grafana_are_wired_together() -> None:
     assert (COMPOSE.parent / am_mounts["/etc/alertmanager/alertmanager.yml"]).resolve() == ALERTMANAGER_CONFIG
 
 
+def _compose() -> list[str]:
+    """`docker compose`, or the tools folder's docker-compose (`make tools`); skip if neither."""
+    if shutil.which("docker") is None:
+        pytest.skip("no docker CLI; structure is checked by the other tests in this file")
+    try:
+        return compose_command()
+    except AssertionError as exc:
+        pytest.skip(f"{exc}; structure is checked by the other tests in this file")
+
+
 def test_docker_compose_config() -> None:
-    docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("the docker compose plugin is not installed (docker CLI without compose); "
-                    "structure is checked by the other tests in this file")
+    compose = _compose()
     env = {**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only"}
-    proc = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],
+    proc = subprocess.run([*compose, "-f", str(COMPOSE), "config", "--quiet"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     env.pop("GRAFANA_ADMIN_PASSWORD")
-    proc = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],
+    proc = subprocess.run([*compose, "-f", str(COMPOSE), "config", "--quiet"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in proc.stderr
+
+
+# What the CI override (tests/container/compose.ci.yml) may change, per service: only what this
+# machine forces (images it can't pull, their healthchecks, no Grafana, free host ports) and
+# the trainer's pace. alphawatch's image, config, volumes and hardening stay the shipped ones.
+CI_OVERRIDE_MAY_SET = {
+    "trainer": {"command"},
+    "alphawatch": {"ports"},
+    "prometheus": {"image", "ports", "healthcheck"},
+    "alertmanager": {"image", "ports", "healthcheck"},
+    "grafana": {"profiles"},
+}
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags (`!override`, `!reset`) read as their plain values."""
+
+
+_ComposeLoader.add_constructor("!override", lambda loader, node: (
+    loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else
+    loader.construct_mapping(node) if isinstance(node, yaml.MappingNode) else loader.construct_scalar(node)))
+
+
+def test_ci_override_changes_only_what_this_machine_forces() -> None:
+    override = yaml.load(CI_OVERRIDE.read_text(), Loader=_ComposeLoader)  # noqa: S506 (a SafeLoader)
+    assert set(override) == {"services"}
+    for name, svc in override["services"].items():
+        assert set(svc) <= CI_OVERRIDE_MAY_SET[name], (name, set(svc))
+    assert override["services"]["grafana"]["profiles"] == ["grafana"]
+    trainer = override["services"]["trainer"]["command"]
+    shipped = SERVICES["trainer"]["command"]
+    for flag in ("--checkpoint-dir", "--stop-file"):
+        assert trainer[trainer.index(flag) + 1] == shipped[shipped.index(flag) + 1]
+
+
+def test_ci_override_merges_into_the_stack_without_grafana() -> None:
+    compose = _compose()
+    env = {**os.environ, "GRAFANA_ADMIN_PASSWORD": "test-only"}
+    argv = [*compose, "-f", str(COMPOSE), "-f", str(CI_OVERRIDE), "config", "--format", "json"]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads(proc.stdout)["services"]
+    assert set(merged) == {"trainer", "alphawatch", "prometheus", "alertmanager"}
+    for name in ("alphawatch", "prometheus", "alertmanager"):
+        (port,) = merged[name]["ports"]
+        assert port["host_ip"] == "127.0.0.1" and not port.get("published"), (name, port)
+    assert merged["alphawatch"]["image"] == SERVICES["alphawatch"]["image"]
+    assert merged["alphawatch"]["read_only"] is True and merged["alphawatch"]["cap_drop"] == ["ALL"]
 
 
 def test_alertmanager_config_is_valid() -> None:
     amtool = shutil.which("amtool")
     if amtool is None:
-        pytest.skip("amtool not installed (Debian package prometheus-alertmanager)")
+        pytest.skip("amtool not on PATH (`make tools` unpacks Debian's into .tools/bin)")
     proc = subprocess.run([amtool, "check-config", str(ALERTMANAGER_CONFIG)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

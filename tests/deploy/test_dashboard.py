@@ -198,7 +198,7 @@ def test_queries_use_documented_metrics_and_cover_the_important_ones() -> None:
 def test_every_query_parses_with_prometheus_parser(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.fail("promtool not found: install Debian's `prometheus` package (make system-deps)")
+        pytest.fail("promtool not found on PATH: `make tools` unpacks Debian's into .tools/bin")
     variables = {"run": "sac", "network": "actor|critic_1"}
     rules = []
     for i, (title, target) in enumerate(dashboard_queries(DASH)):

@@ -1,14 +1,14 @@
 """The container's entrypoint, run here as the image's non-root user (no Docker engine needed).
 
 Reproduces what `docker run alphawatch` does, from the Dockerfile itself: the ENTRYPOINT +
-CMD argv, the final stage's ENV, WORKDIR /state, uid/gid 10001 (via `setpriv`, since root
-ignores mode bits and would hide permission bugs), a read-only checkpoint folder (chmod a-w,
-as the `:ro` mount), writable state and signals folders owned by that uid, and the config
-from config/examples/docker.yaml with its /checkpoints, /state, /signals paths moved into a
-temp folder. Then the HEALTHCHECK command from the Dockerfile must pass, the daemon must
-analyze the checkpoints and write the stop file, SIGTERM (what `docker stop` sends) must end
-it with exit 0, and nothing outside state/ and signals/ may have been written (tmp/ stands
-for the container's tmpfs /tmp).
+CMD argv, the image's ENV (its final stage and the stages that one is built from), WORKDIR
+/state, uid/gid 10001 (via `setpriv`, since root ignores mode bits and would hide permission
+bugs), a read-only checkpoint folder (chmod a-w, as the `:ro` mount), writable state and
+signals folders owned by that uid, and the config from config/examples/docker.yaml with its
+/checkpoints, /state, /signals paths moved into a temp folder. Then the HEALTHCHECK command
+from the Dockerfile must pass, the daemon must analyze the checkpoints and write the stop
+file, SIGTERM (what `docker stop` sends) must end it with exit 0, and nothing outside state/
+and signals/ may have been written (tmp/ stands for the container's tmpfs /tmp).
 
 One difference from the image is forced by this machine: the project venv's interpreter may
 live where the non-root user cannot reach it (pyenv under /root, mode 0700). Then the test
@@ -42,16 +42,17 @@ import yaml
 from tests.deploy.helpers import (
     DOCKER_CONFIG,
     DOCKERFILE,
-    dockerfile_stages,
     exec_form,
     healthcheck_command,
+    stage_lineage,
 )
 from tests.deploy.weights import write_overfit_checkpoint
 from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-FINAL = dockerfile_stages(DOCKERFILE.read_text())[-1]
+# the default target with its parent stages: USER, ENV and WORKDIR as the image has them
+FINAL = stage_lineage(DOCKERFILE.read_text())
 VENV_BIN = Path(sys.executable).parent
 MOUNTS = ("/checkpoints", "/state", "/signals")
 
@@ -88,7 +89,7 @@ def _venv_bin_for_user(root: Path) -> Path:
 
 
 def _image_env(root: Path, venv_bin: Path) -> dict[str, str]:
-    """The final stage's ENV, with /opt/venv mapped to this venv and /tmp to root/tmp."""
+    """The image's ENV, with /opt/venv mapped to this venv and /tmp to root/tmp."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
     for ins, args in FINAL:
         if ins != "ENV":
@@ -98,6 +99,9 @@ def _image_env(root: Path, venv_bin: Path) -> dict[str, str]:
             value = value.replace("$PATH", env["PATH"]).replace("/opt/venv/bin", str(venv_bin))
             env[key] = value.replace("/tmp/", f"{root}/tmp/")
     env["TMPDIR"] = str(root / "tmp")
+    # the image listens on every interface inside its own network namespace; here that would be
+    # every interface of this machine, so keep the config's loopback address
+    env.pop("ALPHAWATCH_METRICS_HOST", None)
     return env
 
 

@@ -1,10 +1,10 @@
 """End to end: a real Prometheus scraping a real `alphawatch run` over real checkpoints.
 
-What runs (no mocks): Debian's /usr/bin/prometheus with the shipped rule file and a 1 s
-scrape/evaluation interval; `alphawatch run` (a subprocess, per-layer metrics on) watching a
-temp folder; real SAC checkpoints written with torch.save (tests/factories.py); a garbage
-`.pt` file so the failure counter exists; and, if Debian's prometheus-alertmanager is
-installed, a real Alertmanager with the shipped config receiving Prometheus's alerts.
+What runs (no mocks): Debian's prometheus (unpacked into the tools folder by `make tools`)
+with the shipped rule file and a 1 s scrape/evaluation interval; `alphawatch run` (a
+subprocess, per-layer metrics on) watching a temp folder; real SAC checkpoints written with
+torch.save (tests/factories.py); a garbage `.pt` file so the failure counter exists; and
+Debian's Alertmanager (tools folder too) with the shipped config receiving Prometheus's alerts.
 
 Then: the target is up; every rule evaluates without error; every PromQL expression and
 template variable of the Grafana dashboard (variables substituted as Grafana would) is
@@ -56,7 +56,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 RUN = "e2e"
 NETWORK = "actor"
 SCRAPE = "1s"
-ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
+# `make tools` names it alertmanager; Debian's package, installed, names it prometheus-alertmanager
+ALERTMANAGER_NAMES = ("alertmanager", "prometheus-alertmanager")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -148,7 +149,10 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus = shutil.which("prometheus")
     if prometheus is None:
-        pytest.fail("prometheus not found: install Debian's `prometheus` package (make system-deps)")
+        pytest.fail("prometheus not found on PATH: `make tools` unpacks Debian's into .tools/bin")
+    alertmanager = next(filter(None, map(shutil.which, ALERTMANAGER_NAMES)), None)
+    if alertmanager is None:
+        pytest.fail("alertmanager not found on PATH: `make tools` unpacks Debian's into .tools/bin")
 
     from tests.factories import save_sac_checkpoint
 
@@ -178,26 +182,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ]
 
     # Prometheus: the shipped rules, a 1 s cycle, scraping the daemon as job "alphawatch"
-    am_port = free_port() if Path(ALERTMANAGER_BIN).exists() else None
+    am_port = free_port()
     prom_cfg: dict[str, Any] = {
         "global": {"scrape_interval": SCRAPE, "evaluation_interval": SCRAPE},
         "rule_files": [str(RULES)],
         "scrape_configs": [{"job_name": "alphawatch",
                             "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
     }
-    if am_port:
-        am_target = {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
-        prom_cfg["alerting"] = {"alertmanagers": [am_target]}
+    am_target = {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
+    prom_cfg["alerting"] = {"alertmanagers": [am_target]}
     prom_yml = root / "prometheus.yml"
     prom_yml.write_text(yaml.safe_dump(prom_cfg))
 
     try:
-        if am_port:
-            procs.append(start("alertmanager", [
-                ALERTMANAGER_BIN, f"--config.file={DEPLOY / 'alertmanager' / 'alertmanager.yml'}",
-                f"--storage.path={root / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                "--cluster.listen-address=",
-            ], root / "alertmanager.log"))
+        procs.append(start("alertmanager", [
+            alertmanager, f"--config.file={DEPLOY / 'alertmanager' / 'alertmanager.yml'}",
+            f"--storage.path={root / 'am'}", f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ], root / "alertmanager.log"))
         procs.append(start("alphawatch", daemon_argv, root / "alphawatch.log",
                            env={**os.environ, "PYTHONUNBUFFERED": "1"}))
         procs.append(start("prometheus", [
@@ -205,7 +207,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             f"--web.listen-address=127.0.0.1:{prom_port}",
         ], root / "prometheus.log"))
         stack = Stack(prom=f"http://127.0.0.1:{prom_port}", daemon_metrics=f"http://127.0.0.1:{metrics_port}",
-                      procs=procs, alertmanager=f"http://127.0.0.1:{am_port}" if am_port else None,
+                      procs=procs, alertmanager=f"http://127.0.0.1:{am_port}",
                       test_start=time.time(), stop_file=signals / "alphawatch-stop.json")
 
         ready, healthz = f"{stack.prom}/-/ready", f"{stack.daemon_metrics}/healthz"
@@ -320,8 +322,7 @@ def test_every_template_variable_returns_values(stack: Stack) -> None:
 
 
 def test_alert_reaches_alertmanager(stack: Stack) -> None:
-    if stack.alertmanager is None:
-        pytest.skip(f"{ALERTMANAGER_BIN} not installed (Debian package prometheus-alertmanager)")
+    assert stack.alertmanager is not None
     alerts = wait_for("AlphawatchOverfitting in Alertmanager", lambda: [
         a for a in http_json(f"{stack.alertmanager}/api/v2/alerts")
         if a["labels"]["alertname"] == "AlphawatchOverfitting"], 30, stack.procs)

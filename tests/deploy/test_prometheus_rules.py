@@ -41,7 +41,7 @@ EXPECTED_ALERTS = {
 def promtool() -> str:
     exe = shutil.which("promtool")
     if exe is None:
-        pytest.fail("promtool not found: install Debian's `prometheus` package (make system-deps)")
+        pytest.fail("promtool not found on PATH: `make tools` unpacks Debian's into .tools/bin")
     return exe
 
 

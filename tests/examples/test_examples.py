@@ -14,6 +14,7 @@ import torch
 from alphawatch.service.stop_signal import write_stop_signal
 
 from tests.examples.helpers import EXAMPLES, run_example
+from tests.support import as_signal
 
 SAC_NETWORKS = {"actor", "critic_1", "critic_2", "target_critic_1", "target_critic_2"}
 SIGNAL = {
@@ -64,7 +65,7 @@ def test_train_sac_writes_the_guide_layout_and_exits_0(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("script", ["train_sac.py", "overfit_mlp.py"])
 def test_an_existing_stop_file_ends_training_at_once_naming_the_reason(tmp_path: Path, script: str) -> None:
-    assert write_stop_signal(tmp_path / "signals" / "alphawatch-stop.json", SIGNAL)
+    assert write_stop_signal(tmp_path / "signals" / "alphawatch-stop.json", as_signal(SIGNAL))
     out = run_example(script, "--max-steps", "300", "--save-every", "100", "--checkpoint-dir", "ckpt",
                       cwd=tmp_path)  # default --stop-file signals/alphawatch-stop.json
     assert out.returncode == 0, out.stderr
@@ -122,7 +123,7 @@ def test_a_signal_written_mid_run_stops_training_at_the_next_step(
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no first checkpoint within 120 s"
             time.sleep(0.05)
-        assert write_stop_signal(tmp_path / "signals" / "alphawatch-stop.json", SIGNAL)
+        assert write_stop_signal(tmp_path / "signals" / "alphawatch-stop.json", as_signal(SIGNAL))
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -134,3 +135,11 @@ def test_a_signal_written_mid_run_stops_training_at_the_next_step(
     assert match.group(2) == (
         f"{SIGNAL['reason']} (recommended checkpoint: {SIGNAL['recommended_checkpoint']})"
     )
+
+
+@pytest.mark.parametrize("name", ["train_sac.py", "overfit_mlp.py"])
+def test_help_shows_the_defaults(name: str, tmp_path: Path) -> None:
+    out = run_example(name, "--help", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())  # argparse wraps lines at the terminal width
+    assert "(default: checkpoints)" in text and "(default: 0)" in text  # --checkpoint-dir, --seed

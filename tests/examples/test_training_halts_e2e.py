@@ -122,9 +122,13 @@ def test_training_halts_itself_when_the_daemon_signals(tmp_path: Path) -> None:
         assert metric(text, "alphawatch_alpha", run=RUN, network="model") is not None
 
         with Ledger(ledger_path) as ledger:
-            rows = {Path(r.path).name: r for r in ledger.done_rows(RUN)}
+            rows = {Path(r.path).name: r for r in ledger.distinct(RUN)}
             recorded = ledger.stop_recorded(RUN)
-        assert set(rows) == {p.name for p in files}
+            best = ledger.find(RUN, str(ckpt / "best_model.pt"))
+            original = ledger.get(best.copy_of) if best is not None and best.copy_of else None
+        # best_model.pt holds the same weights as one generation: a copy, counted once
+        assert set(rows) == {p.name for p in files if p.name != "best_model.pt"}
+        assert original is not None and Path(original.path).name.startswith("generation_")
         generations = sorted(
             (r.result["step"], r.result["networks"]["model"]["summary"]["alpha"], name)
             for name, r in rows.items() if name.startswith("generation_")

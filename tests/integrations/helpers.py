@@ -7,6 +7,8 @@ from typing import Any
 
 from alphawatch.service.stop_signal import write_stop_signal
 
+from tests.support import as_signal
+
 SIGNAL = {
     "stop": True,
     "reason": "actor alpha 1.93 fell below threshold 2.0",
@@ -25,4 +27,4 @@ SIGNAL = {
 
 def write_signal(path: Path, **overrides: Any) -> None:
     """Write the stop file with the daemon's own atomic writer."""
-    assert write_stop_signal(path, {**SIGNAL, **overrides}) is True
+    assert write_stop_signal(path, as_signal({**SIGNAL, **overrides})) is True

@@ -80,8 +80,12 @@ def _verdict(alpha: float | None) -> str:
     return "severely_undertrained"
 
 
+def issue(network: str | None, code: str, message: str) -> dict[str, Any]:
+    return {"network": network, "code": code, "message": message}
+
+
 def checkpoint(path: str, step: int | None, actor: list[float | None],
-               critic: list[float | None], issues: list[str] | None = None) -> dict[str, Any]:
+               critic: list[float | None], issues: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"path": path, "step": step, "format": "torch_zip",
             "networks": {"actor": network("actor", actor), "critic_1": network("critic_1", critic)},
             "issues": issues or []}
@@ -96,6 +100,7 @@ def document(checkpoints: list[dict[str, Any]], failures: list[dict[str, Any]] |
         "steps": [c["step"] for c in checkpoints],
         "alpha": {n: [c["networks"][n]["summary"]["alpha"] for c in checkpoints] for n in nets},
         "pattern": pattern,
+        "network": "actor" if nets else None,
         "recommended_checkpoint": recommended,
         "description": f"pattern {pattern} over {len(checkpoints)} checkpoints.",
     }
@@ -105,8 +110,9 @@ def document(checkpoints: list[dict[str, Any]], failures: list[dict[str, Any]] |
 @pytest.fixture
 def single_doc() -> dict[str, Any]:
     ckpt = checkpoint("runs/sac/generation_1200.pt", 1200, [3.4, 2.8, None], [4.1, 5.3, None],
-                      issues=["actor: high alpha variance across layers (std 2.1)",
-                              "actor vs critic alpha mismatch (2.1 vs 4.7)"])
+                      issues=[issue("actor", "alpha_variance", "high alpha variance across layers (std 2.1)"),
+                              issue(None, "actor_critic_mismatch",
+                                    "actor vs critic alpha mismatch (2.1 vs 4.7)")])
     return document([ckpt])
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from typing import Any
 
 import numpy as np
@@ -77,3 +79,13 @@ def test_fifo_is_written_through(tmp_path) -> None:
         os.close(reader)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert _strict_load(data.decode("utf-8")) == doc
+
+
+def test_results_json_is_created_like_the_other_reports(tmp_path, single_doc) -> None:
+    old = os.umask(0o022)
+    try:
+        path = json_report.write(single_doc, tmp_path / "results.json")
+        (tmp_path / "other.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "other.txt").stat().st_mode) == 0o644

@@ -19,13 +19,21 @@ def _size(path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def test_one_figure_per_network_of_the_latest_checkpoint(tmp_path, multi_doc: dict[str, Any]) -> None:
+def test_per_network_figures_cover_every_checkpoint(tmp_path, multi_doc: dict[str, Any]) -> None:
     written = png.write(multi_doc, tmp_path)
     names = sorted(p.name for p in written)
-    assert names == ["actor_health_metrics.png", "alpha_over_training.png", "critic_1_health_metrics.png"]
+    assert names == ["actor_health_metrics.png", "actor_layers_over_training.png", "alpha_over_training.png",
+                     "critic_1_health_metrics.png", "critic_1_layers_over_training.png"]
     for path in written:
         width, height = _size(path)
         assert width >= 800 and height >= 500
+
+
+def test_layer_matrix_holds_every_layer_at_every_checkpoint(multi_doc: dict[str, Any]) -> None:
+    names, rows = png._layer_matrix(multi_doc["checkpoints"], "actor")
+    assert names == ["0.weight", "2.weight", "4.weight"]
+    assert rows[0] == [4.5, 2.6, 1.9] and rows[1] == [4.1, 2.2, 1.6]
+    assert rows[2] == [None, None, None]  # the skipped output head
 
 
 def test_networks_of_different_files_each_get_a_figure(tmp_path) -> None:
@@ -39,6 +47,7 @@ def test_networks_of_different_files_each_get_a_figure(tmp_path) -> None:
              "recommended_checkpoint": None, "description": "-"}
     doc = {"checkpoints": [actor, critic], "failures": [], "trend": trend}
     names = sorted(p.name for p in png.write(doc, tmp_path))
+    # each network is in one file only: no "over training" figure for it
     assert names == ["actor_health_metrics.png", "alpha_over_training.png", "critic_health_metrics.png"]
 
 

@@ -71,7 +71,7 @@ def test_comparison_table_in_step_order_with_recommendation(multi_doc: dict[str,
             assert f"{multi_doc['trend']['alpha'][net][i]:.3f}" in row
     recommended = [r for r in rows if "<- recommended" in r]
     assert len(recommended) == 1 and "generation_200.pt" in recommended[0]
-    assert "Pattern: overtraining" in table
+    assert "Pattern: overtraining (decided by actor, the lowest alpha)" in table
     assert "Recommended checkpoint: runs/sac/generation_200.pt (step 200)" in table
     below = [r for r in rows if "!" in r]
     assert len(below) == 1 and r"generation_300" in below[0]  # actor 1.75 < 2

@@ -13,6 +13,7 @@ def test_writes_every_report(tmp_path, multi_doc: dict[str, Any]) -> None:
     assert {p.name for p in written} == {
         "network_health_report.txt", "results.json", "actor_details.csv", "critic_1_details.csv",
         "actor_health_metrics.png", "critic_1_health_metrics.png", "alpha_over_training.png",
+        "actor_layers_over_training.png", "critic_1_layers_over_training.png",
     }
     assert all(p.parent == out and p.stat().st_size > 0 for p in written)
 

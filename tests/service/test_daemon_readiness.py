@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
 from alphawatch.config import load_config
 from alphawatch.service import daemon as daemon_module
 from alphawatch.service.worker import AnalysisWorker
@@ -23,10 +21,8 @@ def _readyz(port: int) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def test_readyz_reports_a_worker_that_cannot_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readyz_reports_a_worker_that_cannot_start(tmp_path: Path) -> None:
     # A real worker process whose interpreter exits at once: what a broken image looks like.
-    broken = functools.partial(AnalysisWorker, python="/bin/false")
-    monkeypatch.setattr(daemon_module, "AnalysisWorker", broken)
     (tmp_path / "ckpts").mkdir()
     config = load_config(
         None,
@@ -39,7 +35,8 @@ def test_readyz_reports_a_worker_that_cannot_start(tmp_path: Path, monkeypatch: 
         },
         env={},
     )
-    daemon = daemon_module.Daemon(config)
+    daemon = daemon_module.Daemon(config, worker=AnalysisWorker(config.worker, config.analysis,
+                                                                 python="/bin/false"))
     daemon.start()
     try:
         def not_ready() -> tuple[int, str] | None:

@@ -13,9 +13,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from alphawatch.config import load_config
 from alphawatch.service.http import MetricsServer
 from alphawatch.service.ledger import Ledger
-from alphawatch.service.metrics import LedgerCollector
+from alphawatch.service.metrics import LedgerCollector, build_registry
 from prometheus_client import CollectorRegistry
 
 from tests.service.test_metrics import fill_ledger
@@ -38,8 +39,9 @@ def get(url: str, accept: str | None = None) -> tuple[int, str, str]:
 def served(tmp_path: Path):  # type: ignore[no-untyped-def]
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     fill_ledger(ledger)
-    registry = CollectorRegistry()
-    registry.register(LedgerCollector(ledger, runs=["sac"], per_layer=True))
+    config = load_config(None, overrides={"runs.watch": str(tmp_path), "runs.name": "sac",
+                                          "metrics.per_layer": True}, env={})
+    registry = build_registry(ledger, config)  # what the daemon serves
     state = {"ready": (True, "observer running, ledger writable")}
     server = MetricsServer("127.0.0.1", 0, registry, ready=lambda: state["ready"])
     server.start()
@@ -48,12 +50,16 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
     ledger.close()
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make system-deps)")
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make tools)")
 def test_promtool_check_metrics_passes_on_a_live_scrape(served) -> None:  # type: ignore[no-untyped-def]
     server, _, _ = served
     status, content_type, body = get(f"http://127.0.0.1:{server.port}/metrics")
     assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
     assert "alphawatch_alpha{network=\"actor\",run=\"sac\"} 2.2" in body
+    # the standard families every Prometheus user expects on a target
+    for family in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                   "process_start_time_seconds", "python_info"):
+        assert f"\n{family}" in body, family
     check = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, text=True,
                            timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -143,7 +149,7 @@ def test_stop_releases_the_port() -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (make system-deps)")
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (make tools)")
 def test_real_prometheus_scrapes_the_values(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     server, _, _ = served
     port = free_port()
@@ -178,7 +184,7 @@ def test_real_prometheus_scrapes_the_values(served, tmp_path: Path) -> None:  # 
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make system-deps)")
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make tools)")
 def test_real_analysis_results_scrape_clean(tmp_path: Path) -> None:
     """Results from the real engine on real SAC checkpoints, through the ledger, to promtool."""
     from alphawatch.analysis import AnalysisOptions, analyze_checkpoint

@@ -23,9 +23,25 @@ def seen(ledger: Ledger, path: str, step: int | None = None, run: str = "r", siz
     return ledger.record_seen(run, path, size=size, mtime_ns=mtime_ns, inode=inode, step=step)
 
 
-def result_for(path: str, alpha: float | None) -> dict[str, object]:
-    return {"path": path, "step": None, "format": "torch_zip", "issues": [],
-            "networks": {"model": {"summary": {"alpha": alpha}, "layers": []}}}
+def result_for(path: str, alpha: float | None, step: int | None = None) -> dict[str, object]:
+    """A CheckpointResult whose one layer measures `alpha` (so distinct alphas are distinct weights)."""
+    layer = {"name": "0.weight", "key": "model.0.weight", "shape": [64, 64], "kind": "linear",
+             "alpha": alpha, "stable_rank": None if alpha is None else 10.0 + alpha,
+             "log_spectral_norm": None if alpha is None else 0.5, "D": 0.05, "xmin": 1.0,
+             "num_pl_spikes": 20, "num_evals": 64, "status": "ok" if alpha is not None else "failed",
+             "reason": None}
+    return {"path": path, "step": step, "format": "torch_zip", "issues": [],
+            "networks": {"model": {"summary": {"alpha": alpha}, "layers": [layer]}}}
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -114,18 +130,33 @@ def test_backlog_latest_skips_older_pending_per_run(ledger: Ledger) -> None:
     assert all(r.status == "skipped" and r.reason == "backlog" for r in skipped)
 
 
-def test_transient_failures_retry_until_max_attempts(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "l.db", max_attempts=3) as ledger:
+def test_transient_failures_retry_with_backoff_until_max_attempts(tmp_path: Path) -> None:
+    clock = Clock()
+    with Ledger(tmp_path / "l.db", max_attempts=3, retry_seconds=5.0, clock=clock) as ledger:
         row_id, _ = seen(ledger, "a.pt", 1)
-        outcomes = []
+        other_id, _ = seen(ledger, "b.pt", 2)
+        outcomes, waits = [], []
         for _ in range(3):
             row = ledger.claim_next()
             assert row is not None and row.id == row_id
             outcomes.append(ledger.mark_failed(row.id, "timeout", "took too long", 5.0))
+            if outcomes[-1] != "pending":
+                break
+            retry_at = ledger.next_retry_at()
+            assert retry_at is not None
+            waits.append(retry_at - clock.now)
+            if len(waits) == 1:  # while it waits, the next checkpoint goes first
+                other = ledger.claim_next()
+                assert other is not None and other.id == other_id
+                ledger.mark_done(other.id, result_for(other.path, 3.0), 1.0)
+            clock.now = retry_at - 0.01
+            ledger.claim_next() and pytest.fail("claimed before its retry time")  # type: ignore[func-returns-value]
+            clock.now = retry_at
         assert outcomes == ["pending", "pending", "failed"]
-        assert ledger.claim_next() is None
+        assert waits == [5.0, 10.0]  # doubling, so a file being repaired gets time
         assert ledger.get(row_id).attempts == 3  # type: ignore[union-attr]
         assert ledger.failure_counts("r") == {"timeout": 3}
+        assert ledger.next_retry_at() is None
 
 
 def test_permanent_failure_is_final_at_once(ledger: Ledger) -> None:
@@ -200,7 +231,7 @@ def test_read_side(ledger: Ledger) -> None:
         ledger.mark_done(row.id, result_for(row.path, 2.0 + row.step / 100), row.step / 1000)  # type: ignore[operator]
     seen(ledger, "x", 5, run="other")
     assert ledger.runs() == ["other", "r"]
-    assert [r.path for r in ledger.done_rows("r")] == ["s100", "s200", "s300"]
+    assert [r.path for r in ledger.distinct("r")] == ["s100", "s200", "s300"]
     latest = ledger.latest_done("r")
     assert latest is not None and latest.path == "s300"
     assert latest.result["networks"]["model"]["summary"]["alpha"] == 5.0  # type: ignore[index]
@@ -258,8 +289,10 @@ _WRITER = textwrap.dedent("""
         if row.step % 3 == 0:
             ledger.mark_failed(row.id, "timeout", "slow", 0.01)
         else:
-            ledger.mark_done(row.id, {"path": row.path, "networks": {"m": {"summary": {"alpha": 2.5}}},
-                                      "pad": "x" * 2000}, 0.01)
+            layer = {"name": "w", "shape": [8, 8], "status": "ok", "alpha": 2.0 + row.step / 1e6,
+                     "stable_rank": 3.0, "log_spectral_norm": 0.1, "pad": "x" * 2000}
+            network = {"summary": {"alpha": 2.5}, "layers": [layer]}
+            ledger.mark_done(row.id, {"path": row.path, "step": row.step, "networks": {"m": network}}, 0.01)
             print(row.path, flush=True)  # reported only after the commit returned
 """)
 
@@ -285,9 +318,9 @@ def test_kill_9_at_any_moment_leaves_it_consistent(tmp_path: Path) -> None:
         ledger.requeue_interrupted()
         counts = ledger.status_counts("r")
         assert counts["analyzing"] == 0
-        done = {row.path for row in ledger.done_rows("r")}
+        done = {row.path for row in ledger.distinct("r")}
         assert reported <= done  # every commit the writer saw return is on disk
-        for row in ledger.done_rows("r"):
+        for row in ledger.distinct("r"):
             assert row.result is not None and json.dumps(row.result)
         with sqlite3.connect(path) as conn:
             attempts_done = conn.execute("SELECT COUNT(*) FROM attempts WHERE outcome='done'").fetchone()[0]
@@ -350,22 +383,104 @@ def test_read_only_ledger_is_not_writable_and_a_bad_folder_is_a_clear_error() ->
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_a_checkpoint_without_a_step_is_not_the_newest_when_others_have_one(ledger: Ledger) -> None:
+def test_a_checkpoint_without_a_step_sits_where_it_was_written(ledger: Ledger) -> None:
     # `torch.save(model.state_dict(), "best_model.pt")` next to `model_<epoch>.pt`: the best
-    # model (no step in its name or content) was saved at epoch 2 and never again.
+    # model (no step in its name or content) was saved after epoch 2 and never again.
     for path, step, mtime in [("model_1", 1, 10), ("model_2", 2, 20), ("best_model", None, 21),
                               ("model_3", 3, 30), ("model_4", 4, 40)]:
         seen(ledger, path, step, mtime_ns=mtime)
+    alpha = iter([3.0, 2.9, 2.8, 2.7, 2.6])
     while (row := ledger.claim_next()) is not None:
-        ledger.mark_done(row.id, {"path": row.path, "step": None, "networks": {}}, 0.1)
+        ledger.mark_done(row.id, result_for(row.path, next(alpha)), 0.1)
     # the stop rule sees it where it was written, not as the newest checkpoint forever
-    order = [r.path for r in ledger.done_rows("r")]
+    order = [r.path for r in ledger.distinct("r")]
     assert order == ["model_1", "model_2", "best_model", "model_3", "model_4"]
     latest = ledger.latest_done("r")  # what the gauges show
     assert latest is not None and latest.path == "model_4"
-    # backlog: latest keeps the highest step, not the nameless copy
+    assert [r.path for r in ledger.distinct_recent("r", 2)] == ["model_3", "model_4"]
+    # a stepped checkpoint that arrives late (copied in) still takes its place by step
+    seen(ledger, "model_0", 0, mtime_ns=50)
+    row = ledger.claim_next()
+    assert row is not None and row.path == "model_0"
+    ledger.mark_done(row.id, result_for(row.path, 3.1), 0.1)
+    assert [r.path for r in ledger.distinct("r")][:2] == ["model_0", "model_1"]
+    # rewritten after model_9, the step-less file is the newest written: backlog "latest"
+    # keeps it, in the same order as everything else
     seen(ledger, "model_9", 9, mtime_ns=90)
-    seen(ledger, "best_model", None, mtime_ns=91)  # rewritten: pending again
+    seen(ledger, "best_model", None, mtime_ns=91, size=11)
     row = ledger.claim_next("latest")
-    assert row is not None and row.path == "model_9"
-    assert ledger.find("r", "best_model").status == "skipped"  # type: ignore[union-attr]
+    assert row is not None and row.path == "best_model"
+    assert ledger.find("r", "model_9").status == "skipped"  # type: ignore[union-attr]
+
+
+def test_copies_count_once_by_content(ledger: Ledger) -> None:
+    # a temp file analyzed before its producer renamed it, and `best_model.pt` saved next to
+    # `model_300.pt`: the same weights under other names are not more checkpoints
+    seen(ledger, "tmpab12cd34", None, mtime_ns=300)
+    seen(ledger, "model_100.pt", 100, mtime_ns=100)
+    seen(ledger, "model_300.pt", 300, mtime_ns=300)
+    seen(ledger, "best_model.pt", None, mtime_ns=310)
+    alphas = {"model_100.pt": 3.0, "tmpab12cd34": 1.9, "model_300.pt": 1.9, "best_model.pt": 1.9}
+    while (row := ledger.claim_next()) is not None:
+        ledger.mark_done(row.id, result_for(row.path, alphas[row.path]), 0.1)
+    assert [r.path for r in ledger.distinct("r")] == ["model_100.pt", "model_300.pt"]
+    assert ledger.distinct_count("r") == 2
+    original = ledger.find("r", "model_300.pt")
+    assert original is not None and original.copy_of is None
+    for copy in ("tmpab12cd34", "best_model.pt"):
+        assert ledger.find("r", copy).copy_of == original.id  # type: ignore[union-attr]
+    # the original is rewritten with new weights: its copies are judged among themselves again
+    seen(ledger, "model_300.pt", 300, mtime_ns=320, size=99)
+    assert [r.path for r in ledger.distinct("r")] == ["model_100.pt", "tmpab12cd34"]
+    row = ledger.claim_next()
+    assert row is not None and row.path == "model_300.pt"
+    ledger.mark_done(row.id, result_for(row.path, 1.7), 0.1)
+    assert [r.path for r in ledger.distinct("r")] == ["model_100.pt", "tmpab12cd34", "model_300.pt"]
+
+
+def test_results_without_any_measured_layer_are_never_taken_for_copies(ledger: Ledger) -> None:
+    # a tiny network whose layers are all under 8 eigenvalues: nothing tells two checkpoints apart
+    for step in (1, 2):
+        seen(ledger, f"m{step}", step, mtime_ns=step)
+    while (row := ledger.claim_next()) is not None:
+        ledger.mark_done(row.id, result_for(row.path, None), 0.1)
+    assert ledger.distinct_count("r") == 2
+
+
+def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as conn:  # what alphawatch 0.1 wrote
+        conn.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            CREATE TABLE checkpoints (id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL,
+                path TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, inode INTEGER, step INTEGER,
+                status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, message TEXT,
+                seen_at REAL NOT NULL, started_at REAL, finished_at REAL, duration_seconds REAL,
+                result TEXT, UNIQUE (run, path));
+            CREATE TABLE attempts (id INTEGER PRIMARY KEY AUTOINCREMENT, checkpoint_id INTEGER NOT NULL,
+                run TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT, duration_seconds REAL,
+                finished_at REAL NOT NULL);
+            CREATE TABLE stop_signals (run TEXT PRIMARY KEY, path TEXT NOT NULL, payload TEXT NOT NULL,
+                recorded_at REAL NOT NULL);
+        """)
+        for i, (path_, step, mtime, alpha) in enumerate([("a_1.pt", 1, 10, 3.0), ("best.pt", None, 15, 3.0),
+                                                         ("a_2.pt", 2, 20, 2.5)]):
+            conn.execute("INSERT INTO checkpoints (run, path, size, mtime_ns, inode, step, status, seen_at,"
+                         " result) VALUES ('r', ?, 1, ?, ?, ?, 'done', 0, ?)",
+                         (path_, mtime, i, step, json.dumps(result_for(path_, alpha))))
+    with Ledger(path) as ledger:
+        assert [r.path for r in ledger.distinct("r")] == ["a_1.pt", "a_2.pt"]  # best.pt is a copy of a_1
+        assert ledger.find("r", "best.pt").copy_of == ledger.find("r", "a_1.pt").id  # type: ignore[union-attr]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+
+
+def test_the_same_weights_at_two_steps_are_two_checkpoints(ledger: Ledger) -> None:
+    # a frozen model keeps being saved: the newest step must stay the newest
+    for step in (100, 200):
+        seen(ledger, f"model_{step}.pt", step, mtime_ns=step)
+    while (row := ledger.claim_next()) is not None:
+        ledger.mark_done(row.id, result_for(row.path, 2.5), 0.1)
+    assert [r.path for r in ledger.distinct("r")] == ["model_100.pt", "model_200.pt"]
+    assert ledger.latest_done("r").path == "model_200.pt"  # type: ignore[union-attr]

@@ -1,12 +1,16 @@
-"""The stop rule: threshold, patience, min_checkpoints, network selection, payload."""
+"""The stop rule: threshold, patience, min_checkpoints, network selection, payload.
+
+(Copies of one checkpoint are dropped before the rule sees them: tests/service/test_ledger.py.)
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from alphawatch.config import StopConfig
-from alphawatch.service.stop_rule import evaluate
+from alphawatch.service import stop_rule
 
 NOW = datetime(2026, 11, 26, 1, 30, tzinfo=UTC)
 CONTRACT_FIELDS = {"stop", "reason", "run", "network", "metric", "value", "threshold", "checkpoint",
@@ -24,6 +28,22 @@ def checkpoint(step: int | None, **alphas: float | None) -> dict[str, object]:
 
 def history(*values: float | None, network: str = "actor") -> list[dict[str, object]]:
     return [checkpoint(100 * (i + 1), **{network: v}) for i, v in enumerate(values)]
+
+
+def evaluate(results: list[Any], rule: StopConfig, run: str,
+             now: datetime | None = None) -> dict[str, Any] | None:
+    """The rule over a whole history, as the daemon runs it: the newest window, the count,
+    and the history only when it fires; the signal as the file's JSON object."""
+    calls: list[int] = []
+
+    def whole() -> list[Any]:
+        calls.append(1)
+        return results
+
+    recent = results[-stop_rule.window(rule):] if results else []
+    signal = stop_rule.evaluate(recent, len(results), rule, run, whole, now=now)
+    assert len(calls) == (0 if signal is None else 1)  # the history is read only when it fires
+    return None if signal is None else signal.to_json()
 
 
 def test_fires_below_threshold_with_the_contract_fields() -> None:
@@ -109,19 +129,3 @@ def test_step_none_is_allowed() -> None:
     results = [checkpoint(None, model=1.2)]
     payload = evaluate(results, StopConfig(), "r")
     assert payload is not None and payload["step"] is None and "step" not in payload["reason"]
-
-
-def test_a_copy_of_one_checkpoint_is_not_a_second_checkpoint() -> None:
-    # examples/train_sac.py saves generation_<n>.pt and, when the return improved, the same
-    # state again as best_model.pt: same step, same weights, so the same alphas. One
-    # over-fitted checkpoint and its copy are not "2 consecutive checkpoints".
-    results = history(3.0, 2.5, 1.9)
-    best = {**checkpoint(300, actor=1.9), "path": "ckpt/best_model.pt"}
-    rule = StopConfig(patience=2)
-    assert evaluate([*results, best], rule, "r") is None
-    assert evaluate([*results, best], StopConfig(min_checkpoints=4), "r") is None
-    payload = evaluate([*results, best, checkpoint(400, actor=1.8)], rule, "r")
-    assert payload is not None and payload["checkpoints_analyzed"] == 4
-    # the same step with different weights (another trial in a recursive run) still counts
-    other = {**checkpoint(300, actor=1.95), "path": "ckpt/trial_b/step_300.pt"}
-    assert evaluate([*results, other], rule, "r") is not None

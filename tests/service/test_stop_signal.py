@@ -14,15 +14,20 @@ import pytest
 from alphawatch.commands import signal as signal_command
 from alphawatch.service.stop_signal import read_stop_signal, remove_stop_signal, write_stop_signal
 
-PAYLOAD = {"stop": True, "reason": "alpha of actor is 1.8", "run": "sac", "network": "actor",
+from tests.support import as_signal
+
+FIELDS = {"stop": True, "reason": "alpha of actor is 1.8", "run": "sac", "network": "actor",
            "metric": "alpha", "value": 1.8, "threshold": 2.0, "checkpoint": "c/step_4.pt", "step": 4,
            "recommended_checkpoint": "c/step_3.pt", "created_at": "2026-11-26T01:30:00Z", "version": 1}
+PAYLOAD = as_signal(FIELDS)
 
 
 def test_write_creates_folder_and_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "signals" / "nested" / "stop.json"
     assert write_stop_signal(path, PAYLOAD)
     assert read_stop_signal(path) == PAYLOAD
+    assert json.loads(path.read_text()) == FIELDS  # exactly the protocol's fields, in its order
+    assert list(json.loads(path.read_text())) == list(FIELDS)
     assert os.listdir(path.parent) == ["stop.json"]  # no temp file left behind
     assert path.stat().st_mode & 0o777 == 0o644  # readable by a training job running as another user
 
@@ -31,7 +36,7 @@ def test_never_overwrites_an_existing_file(tmp_path: Path) -> None:
     path = tmp_path / "stop.json"
     path.write_text('{"stop": true, "reason": "the operator wrote this"}')
     assert not write_stop_signal(path, PAYLOAD)
-    assert read_stop_signal(path) == {"stop": True, "reason": "the operator wrote this"}
+    assert read_stop_signal(path) == as_signal({"stop": True, "reason": "the operator wrote this"})
     assert os.listdir(tmp_path) == ["stop.json"]
 
 
@@ -44,7 +49,7 @@ def test_never_writes_through_a_dangling_symlink(tmp_path: Path) -> None:
 
 def test_payload_must_be_strict_json(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        write_stop_signal(tmp_path / "stop.json", {**PAYLOAD, "value": float("nan")})
+        write_stop_signal(tmp_path / "stop.json", as_signal({**FIELDS, "extra_figure": float("nan")}))
     assert os.listdir(tmp_path) == []
 
 
@@ -58,6 +63,9 @@ def test_read_errors(tmp_path: Path) -> None:
         read_stop_signal(tmp_path / "list.json")
     with pytest.raises(ValueError, match="directory"):
         read_stop_signal(tmp_path)
+    (tmp_path / "nostop.json").write_text('{"reason": "hand-written"}')
+    with pytest.raises(ValueError, match='no "stop" field'):
+        read_stop_signal(tmp_path / "nostop.json")
 
 
 def test_remove(tmp_path: Path) -> None:
@@ -91,11 +99,12 @@ _READER = textwrap.dedent("""
 
 _ATOMIC_WRITER = textwrap.dedent("""
     import os, sys
+    from alphawatch.client import Signal
     from alphawatch.service.stop_signal import write_stop_signal
     path, done, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     for i in range(n):
-        payload = {"stop": True, "version": 1, "value": i, "reason": "x" * (i % 3000) + " end"}
-        assert write_stop_signal(path, payload)
+        signal = Signal(stop=True, version=1, value=i, reason="x" * (i % 3000) + " end")
+        assert write_stop_signal(path, signal)
         os.unlink(path)
     open(done, "w").close()
 """)
@@ -158,7 +167,7 @@ def test_signal_status_and_clear(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert run_signal("status", "--stop-file", str(path)) == 0
     out = capsys.readouterr().out
     for key in ("reason", "network", "value", "recommended_checkpoint", "created_at"):
-        assert f"  {key}: {PAYLOAD[key]}" in out
+        assert f"  {key}: {FIELDS[key]}" in out
     assert run_signal("clear", "--stop-file", str(path)) == 0 and not path.exists()
     assert run_signal("clear", "--stop-file", str(path)) == 0
 
@@ -190,11 +199,11 @@ def test_clear_with_config_rearms_the_rule_in_the_ledger(tmp_path: Path,
                       f"state: {{path: {state}}}\nstop: {{file: '{tmp_path}/stop.json'}}\n")
     with Ledger(state) as ledger:
         write_stop_signal(tmp_path / "stop.json", PAYLOAD)
-        ledger.record_stop("sac", tmp_path / "stop.json", PAYLOAD)
+        ledger.record_stop("sac", tmp_path / "stop.json", FIELDS)
     # --stop-file: the file goes, the daemon's record stays (it will not signal again)
     assert run_signal("clear", "--stop-file", str(tmp_path / "stop.json")) == 0
     with Ledger(state) as ledger:
-        assert ledger.stop_recorded("sac") == PAYLOAD
+        assert ledger.stop_recorded("sac") == FIELDS
     # --config: the record goes too, so the rule can fire again
     write_stop_signal(tmp_path / "stop.json", PAYLOAD)
     assert run_signal("clear", "--config", str(config)) == 0
@@ -202,6 +211,38 @@ def test_clear_with_config_rearms_the_rule_in_the_ledger(tmp_path: Path,
     with Ledger(state) as ledger:
         assert ledger.stop_recorded("sac") is None
     assert not (tmp_path / "stop.json").exists()
+
+
+def test_status_without_arguments_reads_the_shipped_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # `make run` starts the daemon on config/alphawatch.yaml; `alphawatch signal status` from the
+    # same folder must look where that daemon writes
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "alphawatch.yaml").write_text(
+        "runs: [{watch: ./checkpoints, name: checkpoints}]\nstop: {file: signals/alphawatch-stop.json}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ALPHAWATCH_CONFIG", raising=False)
+    write_stop_signal(tmp_path / "signals" / "alphawatch-stop.json", PAYLOAD)
+    assert run_signal("status") == 0
+    assert "STOP signal at signals/alphawatch-stop.json" in capsys.readouterr().out
+    (tmp_path / "config" / "alphawatch.yaml").unlink()
+    assert run_signal("status") == 2
+    assert "give --stop-file PATH or --config FILE" in capsys.readouterr().err
+
+
+def test_status_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    # `alphawatch signal status | head -1`, made deterministic: the reader is gone before we write
+    write_stop_signal(tmp_path / "stop.json", PAYLOAD)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "alphawatch", "signal", "status", "--stop-file",
+                               str(tmp_path / "stop.json")], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == "", proc.stderr  # no "[Errno 32] Broken pipe"
+    assert proc.returncode == 0
 
 
 def test_clear_with_config_never_creates_a_ledger(tmp_path: Path) -> None:
@@ -216,11 +257,12 @@ _PERMISSIONS = textwrap.dedent("""
     import contextlib, io, os, sys
     from pathlib import Path
     from alphawatch.cli import main
+    from alphawatch.client import Signal
     from alphawatch.service.stop_signal import write_stop_signal
     base = Path(sys.argv[1])
     (base / "ro").mkdir(); os.chmod(base / "ro", 0o555)
     try:
-        write_stop_signal(base / "ro" / "stop.json", {"stop": True})
+        write_stop_signal(base / "ro" / "stop.json", Signal(stop=True))
     except PermissionError as exc:
         print("write_refused", exc.filename)
     print("left", sorted(os.listdir(base / "ro")))

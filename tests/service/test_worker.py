@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from alphawatch.service.worker import AnalysisWorker
 
 from tests.factories import save_sac_checkpoint
 from tests.service.conftest import sac_bytes
+from tests.support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +114,8 @@ def test_malicious_pickle_never_runs(worker, tmp_path):
     path = tmp_path / "evil_5.pt"
     torch.save({"actor": torch.nn.Linear(8, 8).state_dict(), "payload": _Evil(marker)}, path)
     out = worker.analyze(path, tmp_path)
-    time.sleep(0.2)
     assert not out.ok and out.reason == "unsafe_pickle", out
-    assert not marker.exists()
+    assert not marker.exists()  # os.system would have run before the worker answered
 
 
 def test_symlink_outside_the_root_is_refused_without_reading_it(worker, tmp_path):
@@ -141,44 +140,99 @@ def test_timeout_kills_and_replaces_the_worker(worker, limits, tmp_path):
     assert again.ok and worker.pid != old
 
 
-def test_memory_limit_gives_out_of_memory_and_a_fresh_worker(worker, limits, tmp_path):
-    """A 3000x3000 layer needs ~70 MiB as float64 for its SVD alone; allow 16 MiB."""
+def test_memory_limit_gives_out_of_memory_and_a_fresh_worker(tmp_path):
+    """A 3000x3000 layer needs ~70 MiB as float64 for its SVD alone; allow 16 MiB (the limit is
+    the worker's for its life: sent once, when it starts)."""
     path = tmp_path / "big_1.pt"
     gen = torch.Generator().manual_seed(0)
     torch.save({"model": {"fc.weight": torch.randn(3000, 3000, generator=gen)}}, path)
-    limits(memory_limit_mb=16)
-    old = worker.pid
-    out = worker.analyze(path, tmp_path)
-    assert not out.ok and out.reason == "out_of_memory", out
-    limits()
-    small = save_sac_checkpoint(tmp_path / "step_2.pt", 2, hidden=16)
-    again = worker.analyze(small, tmp_path)
-    assert again.ok and worker.pid != old
+    tight = AnalysisWorker(WorkerConfig(memory_limit_mb=16, timeout_seconds=120, threads=1, nice=5),
+                           AnalysisOptions())
+    try:
+        tight.start()
+        old = tight.pid
+        out = tight.analyze(path, tmp_path)
+        assert not out.ok and out.reason == "out_of_memory", out
+        small = save_sac_checkpoint(tmp_path / "step_2.pt", 2, hidden=16)
+        again = tight.analyze(small, tmp_path)
+        assert again.ok and tight.pid != old, again
+    finally:
+        tight.stop()
 
 
-def test_a_worker_killed_mid_analysis_is_reported_and_replaced(worker, tmp_path):
-    path = save_sac_checkpoint(tmp_path / "step_4.pt", 4, hidden=1024)
-    old = worker.pid
-    killer = threading.Timer(0.3, lambda: os.kill(old, signal.SIGKILL))
-    killer.start()
-    out = worker.analyze(path, tmp_path)
-    killer.join()
-    assert not out.ok and out.reason == "worker_crashed"
-    again = worker.analyze(save_sac_checkpoint(tmp_path / "step_5.pt", 5, hidden=16), tmp_path)
-    assert again.ok and worker.pid != old
+# A model factory (the `analysis.dead_neurons.model_factory` hook: user code run inside the
+# worker during the analysis) that marks that the analysis has reached it, then never returns.
+# Killing the worker once the mark exists is killing it mid-analysis, on any machine.
+BLOCKING_FACTORY = """
+import pathlib, time
+
+def build(network):
+    if not pathlib.Path(__file__).with_name("block").exists():
+        raise RuntimeError("not blocking now")  # the engine falls back to rebuilding the chain
+    pathlib.Path(__file__).with_name("inside-" + network).touch()
+    time.sleep(3600)  # the test kills this process long before
+"""
 
 
-def test_abandon_from_another_thread(tmp_path):
+def _when(condition, action):
+    """Run `action` in another thread as soon as `condition()` holds; `.result()` re-raises."""
+    def wait_then_act():
+        wait_until(condition, timeout=120, what="the analysis to reach the model factory")
+        action()
+
+    return ThreadPoolExecutor(max_workers=1).submit(wait_then_act)
+
+
+def test_killed_mid_analysis_is_replaced_and_shutdown_abandons_mid_analysis(tmp_path, monkeypatch):
+    """One worker of its own for both (each start costs seconds): its replacement is the one
+    abandoned, so the blocking factory must be importable by both (PYTHONPATH). Options are
+    the worker's for its life, so the factory blocks only while the `block` file exists."""
     from alphawatch.service.worker import Abandoned
 
-    w = AnalysisWorker(WorkerConfig(timeout_seconds=120), AnalysisOptions())
-    path = save_sac_checkpoint(tmp_path / "step_6.pt", 6, hidden=1024)
+    (tmp_path / "blocking_factory.py").write_text(BLOCKING_FACTORY)
+    paths = [str(tmp_path), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    blocking = AnalysisOptions(model_factory="blocking_factory:build", networks=("actor",))
+    inside = tmp_path / "inside-actor"
+    block = tmp_path / "block"
+    block.touch()
+    w = AnalysisWorker(WorkerConfig(timeout_seconds=120), blocking)
     try:
-        threading.Timer(0.5, w.kill).start()
-        started = time.monotonic()
+        w.start()
+        old = w.pid
+        killer = _when(inside.exists, lambda: os.kill(old, signal.SIGKILL))
+        out = w.analyze(save_sac_checkpoint(tmp_path / "step_4.pt", 4, hidden=16), tmp_path)
+        killer.result()
+        assert not out.ok and out.reason == "worker_crashed", out
+
+        block.unlink()
+        again = w.analyze(save_sac_checkpoint(tmp_path / "step_5.pt", 5, hidden=16), tmp_path)
+        assert again.ok and w.pid != old
+
+        inside.unlink()
+        block.touch()
+        abandon = _when(inside.exists, w.kill)  # what the daemon does on shutdown
         with pytest.raises(Abandoned):
-            w.analyze(path, tmp_path)  # includes the start-up: abandoned either way
-        assert time.monotonic() - started < 30
+            w.analyze(tmp_path / "step_5.pt", tmp_path)
+        abandon.result()
+        assert w.pid is None  # reaped, not replaced
+    finally:
+        w.stop()
+
+
+def test_abandon_during_start_up(tmp_path):
+    """A worker that never gets ready (stuck importing): kill() still ends the wait."""
+    from alphawatch.service.worker import Abandoned
+
+    stuck = tmp_path / "stuck-python"
+    stuck.write_text("#!/bin/sh\nexec sleep 3600\n")
+    stuck.chmod(0o755)
+    w = AnalysisWorker(WorkerConfig(), AnalysisOptions(), python=str(stuck), startup_timeout=120)
+    try:
+        abandon = _when(lambda: w.pid is not None, w.kill)
+        with pytest.raises(Abandoned, match="start-up"):
+            w.start()
+        abandon.result()
     finally:
         w.stop()
 

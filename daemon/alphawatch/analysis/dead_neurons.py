@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alphawatch.analysis.health import dead_neuron_status
 from alphawatch.analysis.matrices import is_embedding
 from alphawatch.analysis.options import AnalysisOptions
+from alphawatch.results import DeadNeuronLayer, DeadNeurons
 
 if TYPE_CHECKING:
     import torch
@@ -137,10 +138,10 @@ def _inputs(options: AnalysisOptions, width: int) -> torch.Tensor:
     return torch.randn(options.dead_neuron_samples, width, generator=gen)
 
 
-def _result(method: str, layers: list[dict[str, Any]], fallback_reason: str | None) -> dict[str, Any]:
-    counts = [x["count"] for x in layers]
+def _result(method: str, layers: list[DeadNeuronLayer], fallback_reason: str | None) -> DeadNeurons:
+    counts = [c for x in layers if (c := x["count"]) is not None]
     total = sum(x["total"] for x in layers)
-    count = None if any(c is None for c in counts) else sum(counts)
+    count = sum(counts) if len(counts) == len(layers) else None
     ratio = count / total if count is not None and total else None
     return {
         "method": method,
@@ -166,13 +167,13 @@ def _dead_count(values: torch.Tensor, threshold: float) -> int | None:
 
 def by_rebuild(
     tensors: Mapping[str, torch.Tensor], hidden: list[str], options: AnalysisOptions
-) -> list[dict[str, Any]]:
+) -> list[DeadNeuronLayer]:
     """Run seeded inputs through the rebuilt chain; count constant units per hidden layer."""
     import torch
 
     act = _activation(options.activation)
     x = _inputs(options, int(tensors[f"{hidden[0]}.weight"].shape[1]))
-    layers = []
+    layers: list[DeadNeuronLayer] = []
     with torch.no_grad():
         for prefix in hidden:
             w = tensors[f"{prefix}.weight"].to(torch.float32)
@@ -192,7 +193,7 @@ def _load_factory(spec: str) -> Callable[[str], nn.Module]:
 
 def by_factory(
     tensors: Mapping[str, torch.Tensor], network: str, options: AnalysisOptions
-) -> list[dict[str, Any]]:
+) -> list[DeadNeuronLayer]:
     """Load the weights into the user's module and hook its activation modules (not the output)."""
     import torch
 
@@ -242,7 +243,7 @@ def by_factory(
 
 def by_weights(
     tensors: Mapping[str, torch.Tensor], prefixes: list[str] | None, threshold: float
-) -> list[dict[str, Any]]:
+) -> list[DeadNeuronLayer]:
     """Units whose incoming-weight row norm is below threshold (all *.weight layers if no prefixes)."""
     import torch
 
@@ -253,7 +254,7 @@ def by_weights(
             for k, t in layout.items()
             if k.endswith(".weight") and t.dim() >= 2 and not is_embedding(k)
         ]
-    layers = []
+    layers: list[DeadNeuronLayer] = []
     for prefix in prefixes:
         w = tensors[f"{prefix}.weight"].to(torch.float64)
         norms = w.reshape(w.shape[0], -1).norm(dim=1)
@@ -264,7 +265,7 @@ def by_weights(
 
 def dead_neurons(
     tensors: Mapping[str, torch.Tensor], network: str, options: AnalysisOptions
-) -> dict[str, Any]:
+) -> DeadNeurons:
     """The `dead_neurons` block of a NetworkResult summary.
 
     Streams: a lazily loaded state dict (checkpoints/lazy.py) offers `meta` (shapes only) for

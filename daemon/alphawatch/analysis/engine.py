@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alphawatch.analysis.dead_neurons import dead_neurons
 from alphawatch.analysis.eigen import resolve_device
 from alphawatch.analysis.health import alpha_verdict, checkpoint_issues
 from alphawatch.analysis.layers import analyze_units
-from alphawatch.analysis.matrices import network_units
+from alphawatch.analysis.matrices import Unit, network_units
 from alphawatch.analysis.options import AnalysisOptions
+from alphawatch.results import CheckpointResult, DeadNeurons, LayerResult, NetworkResult, NetworkSummary
 
 if TYPE_CHECKING:
     import torch
@@ -52,13 +53,13 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def summarize(layers: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(layers: list[LayerResult], dead: DeadNeurons) -> NetworkSummary:
     """Summary over layers whose fit succeeded; failed and skipped layers are excluded."""
     ok = [x for x in layers if x["status"] == "ok"]
-    alphas = [x["alpha"] for x in ok]
-    ranks = [x["stable_rank"] for x in ok if x["stable_rank"] is not None]
-    utils = [x["stable_rank"] / x["num_evals"] for x in ok if x["stable_rank"] is not None and x["num_evals"]]
-    norms = [x["log_spectral_norm"] for x in ok if x["log_spectral_norm"] is not None]
+    alphas = [a for x in ok if (a := x["alpha"]) is not None]
+    ranks = [r for x in ok if (r := x["stable_rank"]) is not None]
+    utils = [r / n for x in ok if (r := x["stable_rank"]) is not None and (n := x["num_evals"])]
+    norms = [v for x in ok if (v := x["log_spectral_norm"]) is not None]
     alpha = _mean(alphas)
     return {
         "alpha": alpha,
@@ -72,6 +73,25 @@ def summarize(layers: list[dict[str, Any]]) -> dict[str, Any]:
         "layers_skipped": sum(1 for x in layers if x["status"] == "skipped"),
         "layers_failed": sum(1 for x in layers if x["status"] == "failed"),
         "health": alpha_verdict(alpha),
+        "dead_neurons": dead,
+    }
+
+
+def _layer(unit: Unit, spectral: dict[str, Any]) -> LayerResult:
+    return {
+        "name": unit.name,
+        "key": unit.key,
+        "shape": list(unit.shape),
+        "kind": unit.kind,
+        "alpha": spectral["alpha"],
+        "stable_rank": spectral["stable_rank"],
+        "log_spectral_norm": spectral["log_spectral_norm"],
+        "D": spectral["D"],
+        "xmin": spectral["xmin"],
+        "num_pl_spikes": spectral["num_pl_spikes"],
+        "num_evals": spectral["num_evals"],
+        "status": spectral["status"],
+        "reason": spectral["reason"],
     }
 
 
@@ -81,39 +101,33 @@ def analyze_network(
     options: AnalysisOptions,
     *,
     name: str = "model",
-) -> dict[str, Any]:
+) -> NetworkResult:
     """NetworkResult for one network's state dict; `name` is passed to a model factory."""
     with torch_threads(options.threads):
-        layers = []
         device = resolve_device(options.device)
-        for unit, fields in analyze_units(network_units(tensors, keys), options.threads, device):
-            entry: dict[str, Any] = {
-                "name": unit.name,
-                "key": unit.key,
-                "shape": list(unit.shape),
-                "kind": unit.kind,
-            }
-            entry.update(fields)
-            layers.append(entry)
-        summary = summarize(layers)
-        summary["dead_neurons"] = dead_neurons(tensors, name, options)
+        units = analyze_units(network_units(tensors, keys), options.threads, device)
+        layers = [_layer(unit, spectral) for unit, spectral in units]
+        summary = summarize(layers, dead_neurons(tensors, name, options))
     return {"summary": summary, "layers": layers}
 
 
-def analyze_checkpoint(ckpt: CheckpointLike, options: AnalysisOptions) -> dict[str, Any]:
+def selected_networks(available: Sequence[str], options: AnalysisOptions) -> tuple[list[str], list[str]]:
+    """(networks to analyze, requested networks the checkpoint does not have)."""
+    wanted = list(options.networks) or list(available)
+    return [n for n in wanted if n in available], [n for n in wanted if n not in available]
+
+
+def analyze_checkpoint(ckpt: CheckpointLike, options: AnalysisOptions) -> CheckpointResult:
     """CheckpointResult: every (selected) network, plus the potential issues across them."""
-    wanted = list(options.networks) or list(ckpt.networks)
+    present, missing = selected_networks(list(ckpt.networks), options)
     networks = {
         name: analyze_network(ckpt.networks[name], ckpt.keys.get(name, {}), options, name=name)
-        for name in wanted
-        if name in ckpt.networks
+        for name in present
     }
     issues = checkpoint_issues(networks)
-    missing = [n for n in wanted if n not in ckpt.networks]
     if missing:
-        issues.append(
-            f"network(s) not in checkpoint: {', '.join(missing)} (found: {', '.join(ckpt.networks)})"
-        )
+        issues.append({"network": None, "code": "missing_networks", "message": (
+            f"network(s) not in checkpoint: {', '.join(missing)} (found: {', '.join(ckpt.networks)})")})
     return {
         "path": str(ckpt.path),
         "step": ckpt.step,

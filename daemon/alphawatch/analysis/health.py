@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-HEALTH_STATES = ("overfit", "optimal", "good", "undertrained", "severely_undertrained", "unknown")
+from alphawatch.results import NAN_REASON, HealthState, Issue, LayerResult, NetworkResult
+
+HEALTH_STATES: tuple[HealthState, ...] = (
+    "overfit", "optimal", "good", "undertrained", "severely_undertrained", "unknown")
 DEAD_NEURON_STATES = ("good", "moderate", "high", "critical", "unknown")
 
 # Potential-issue thresholds (documented in docs/analysis.md).
@@ -25,7 +27,7 @@ STABLE_RANK_UTILIZATION_LOW = 0.20  # stable rank / full rank
 ACTOR_CRITIC_ALPHA_GAP = 2.0
 
 
-def alpha_verdict(alpha: float | None) -> str:
+def alpha_verdict(alpha: float | None) -> HealthState:
     """One of HEALTH_STATES for a (mean) alpha."""
     if alpha is None or not math.isfinite(alpha):
         return "unknown"
@@ -53,85 +55,81 @@ def dead_neuron_status(ratio: float | None) -> str:
     return "critical"
 
 
-def _names(layers: Sequence[Mapping[str, Any]], limit: int = 3) -> str:
-    names = [str(layer["name"]) for layer in layers]
+def _names(layers: Sequence[LayerResult], limit: int = 3) -> str:
+    names = [layer["name"] for layer in layers]
     more = f", +{len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 
 
-def network_issues(network: str, result: Mapping[str, Any]) -> list[str]:
-    """Potential issues of one NetworkResult, each prefixed with the network name."""
+def network_issues(network: str, result: NetworkResult) -> list[Issue]:
+    """Potential issues of one NetworkResult."""
     summary, layers = result["summary"], result["layers"]
-    issues: list[str] = []
-    nan_layers = [x for x in layers if x.get("reason") == "NaN/Inf weights"]
+    found: list[tuple[str, str]] = []
+    nan_layers = [x for x in layers if x["reason"] == NAN_REASON]
     if nan_layers:
-        issues.append(
-            f"{network}: NaN/Inf weights in {len(nan_layers)} layer(s) ({_names(nan_layers)}): "
-            "checkpoint corrupt or training numerically unstable"
-        )
-    alpha = summary.get("alpha")
+        found.append(("nan_weights", f"NaN/Inf weights in {len(nan_layers)} layer(s) "
+                      f"({_names(nan_layers)}): checkpoint corrupt or training numerically unstable"))
+    alpha = summary["alpha"]
     if alpha is not None and alpha < 2.0:
-        issues.append(f"{network}: mean alpha {alpha:.2f} < 2.0: overfit (early-stopping signal)")
+        found.append(("overfit", f"mean alpha {alpha:.2f} < 2.0: overfit (early-stopping signal)"))
     elif alpha is not None and alpha > 6.0:
-        issues.append(f"{network}: mean alpha {alpha:.2f} > 6.0: severely undertrained (or not learning)")
-    std = summary.get("alpha_std")
-    if std is not None and summary.get("layers_analyzed", 0) >= 2 and std > ALPHA_STD_HIGH:
-        issues.append(f"{network}: high alpha variance across layers (std {std:.2f} > {ALPHA_STD_HIGH})")
-    loud = [
-        x
-        for x in layers
-        if x["status"] == "ok" and (x.get("log_spectral_norm") or 0.0) > LOG_SPECTRAL_NORM_HIGH
-    ]
+        found.append(("undertrained",
+                      f"mean alpha {alpha:.2f} > 6.0: severely undertrained (or not learning)"))
+    std = summary["alpha_std"]
+    if std is not None and summary["layers_analyzed"] >= 2 and std > ALPHA_STD_HIGH:
+        found.append(("alpha_variance",
+                      f"high alpha variance across layers (std {std:.2f} > {ALPHA_STD_HIGH})"))
+    loud = [x for x in layers
+            if x["status"] == "ok" and (x["log_spectral_norm"] or 0.0) > LOG_SPECTRAL_NORM_HIGH]
     if loud:
-        top = max(x["log_spectral_norm"] for x in loud)
-        issues.append(
-            f"{network}: spectral norm > {SPECTRAL_NORM_HIGH:g} (largest singular value, up to "
-            f"{10 ** (top / 2):.1f}) in {len(loud)} layer(s) ({_names(loud)}): possibly unstable"
-        )
-    util = summary.get("stable_rank_utilization")
+        top = max(x["log_spectral_norm"] or 0.0 for x in loud)
+        found.append(("spectral_norm", f"spectral norm > {SPECTRAL_NORM_HIGH:g} (largest singular value, "
+                      f"up to {10 ** (top / 2):.1f}) in {len(loud)} layer(s) ({_names(loud)}): "
+                      "possibly unstable"))
+    util = summary["stable_rank_utilization"]
     if util is not None and util < STABLE_RANK_UTILIZATION_LOW:
-        issues.append(
-            f"{network}: stable rank uses {util:.0%} of full rank (< {STABLE_RANK_UTILIZATION_LOW:.0%}): "
-            "possibly over-parameterised"
-        )
-    failed = [x for x in layers if x["status"] == "failed" and x.get("reason") != "NaN/Inf weights"]
+        found.append(("low_stable_rank", f"stable rank uses {util:.0%} of full rank "
+                      f"(< {STABLE_RANK_UTILIZATION_LOW:.0%}): possibly over-parameterised"))
+    failed = [x for x in layers if x["status"] == "failed" and x["reason"] != NAN_REASON]
     if failed:
-        issues.append(
-            f"{network}: power-law fit failed in {len(failed)} layer(s) ({_names(failed)}); excluded"
-        )
-    dead = summary.get("dead_neurons") or {}
-    if dead.get("status") in ("high", "critical"):
-        issues.append(
-            f"{network}: {dead['status']} dead-neuron ratio {dead['ratio']:.1%} "
-            f"({dead['count']}/{dead['total']}, {dead['method']}-based)"
-        )
-    return issues
+        found.append(("fit_failed",
+                      f"power-law fit failed in {len(failed)} layer(s) ({_names(failed)}); excluded"))
+    dead = summary["dead_neurons"]
+    if dead["status"] in ("high", "critical") and dead["ratio"] is not None:
+        found.append(("dead_neurons", f"{dead['status']} dead-neuron ratio {dead['ratio']:.1%} "
+                      f"({dead['count']}/{dead['total']}, {dead['method']}-based)"))
+    return [{"network": network, "code": code, "message": message} for code, message in found]
 
 
-def _role_alpha(networks: Mapping[str, Mapping[str, Any]], role: str) -> float | None:
+def _role_alpha(networks: Mapping[str, NetworkResult], role: str) -> float | None:
     alphas = [
-        r["summary"]["alpha"]
+        alpha
         for name, r in networks.items()
-        if role in name.lower() and "target" not in name.lower() and r["summary"]["alpha"] is not None
+        if role in name.lower() and "target" not in name.lower()
+        and (alpha := r["summary"]["alpha"]) is not None
     ]
     return sum(alphas) / len(alphas) if alphas else None
 
 
-def actor_critic_issue(networks: Mapping[str, Mapping[str, Any]]) -> str | None:
+def actor_critic_issue(networks: Mapping[str, NetworkResult]) -> Issue | None:
     """Actor vs critic alpha mismatch: |mean actor alpha - mean critic alpha| > 2 (targets ignored)."""
     actor, critic = _role_alpha(networks, "actor"), _role_alpha(networks, "critic")
     if actor is None or critic is None or abs(actor - critic) <= ACTOR_CRITIC_ALPHA_GAP:
         return None
-    return (
+    return {"network": None, "code": "actor_critic_mismatch", "message": (
         f"actor vs critic alpha mismatch: actor {actor:.2f}, critic {critic:.2f} "
-        f"(|difference| > {ACTOR_CRITIC_ALPHA_GAP:g}): they are learning at different rates"
-    )
+        f"(|difference| > {ACTOR_CRITIC_ALPHA_GAP:g}): they are learning at different rates")}
 
 
-def checkpoint_issues(networks: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def checkpoint_issues(networks: Mapping[str, NetworkResult]) -> list[Issue]:
     """All potential issues of a checkpoint: per network, then across networks."""
     issues = [issue for name, result in networks.items() for issue in network_issues(name, result)]
     mismatch = actor_critic_issue(networks)
     if mismatch:
         issues.append(mismatch)
     return issues
+
+
+def issue_text(issue: Issue) -> str:
+    """One line naming the network: `actor: mean alpha 1.87 < 2.0: ...`."""
+    return f"{issue['network']}: {issue['message']}" if issue["network"] else issue["message"]

@@ -1,9 +1,14 @@
-"""What an analysis should compute: one frozen value shared by CLI, daemon and API."""
+"""What an analysis should compute: one frozen value shared by CLI, daemon and API.
+
+It also crosses a process boundary (the daemon sends it to its worker subprocess), so its
+JSON form lives here, next to the fields: `to_json()` / `from_json()` round-trip exactly.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 DEAD_NEURON_METHODS = ("activation", "weight")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "elu", "silu", "sigmoid")
@@ -36,3 +41,31 @@ class AnalysisOptions:
     # where eigenvalues are computed: "auto" (CUDA when torch sees a GPU, else CPU), "cpu",
     # "cuda" or "cuda:N"; a GPU is never required
     device: str = "auto"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values: tuples become lists, the patterns mapping a dict of lists."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "network_patterns":
+                value = {name: list(globs) for name, globs in dict(value).items()}
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AnalysisOptions:
+        """The inverse of `to_json`; unknown keys are an error (both ends run the same version)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown analysis option(s): {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            if name == "network_patterns":
+                value = {k: tuple(v) for k, v in (value or {}).items()}
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[name] = value
+        return cls(**kwargs)

@@ -37,6 +37,7 @@ import numpy as np
 
 from alphawatch.analysis import eigen, powerlaw
 from alphawatch.analysis.matrices import Unit
+from alphawatch.results import FIT_FAILED_REASON, FLAT_REASON, NAN_REASON
 
 if TYPE_CHECKING:
     import torch
@@ -47,14 +48,9 @@ MAX_EVALS = 15000
 MAX_N = 50000
 # weightwatcher.constants.EVALS_THRESH: eigenvalues at or below it are not fitted.
 EVALS_THRESH = 1e-5
-NAN_REASON = "NaN/Inf weights"
 # A tail whose largest eigenvalue is within this fraction of xmin is flat: the fit's alpha
 # (>= 1 + 1/FLAT_TAIL_RTOL, i.e. over ~1000) is then set by float rounding, not by the weights.
 FLAT_TAIL_RTOL = 1e-3
-FLAT_REASON = (
-    "flat spectrum: the tail eigenvalues are equal within 0.1% (e.g. an orthogonal initialisation), "
-    "so no power law can be fitted"
-)
 
 
 @contextlib.contextmanager
@@ -239,7 +235,7 @@ def analyze_unit(unit: Unit, device: torch.device | None = None) -> dict[str, An
     out["num_evals"] = int(evals.size)
     out.update(norm_metrics(evals))
     if not fit.pop("ok"):
-        out.update(status="failed", reason="power-law fit failed (WeightWatcher alpha -1)")
+        out.update(status="failed", reason=FIT_FAILED_REASON)
         return out
     if flat_tail(evals, fit["xmin"]):
         out.update(status="failed", reason=FLAT_REASON)

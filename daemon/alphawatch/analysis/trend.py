@@ -1,9 +1,16 @@
 """Alpha over training: the pattern and the checkpoint to keep (pure; no torch).
 
+`trend(results)` takes CheckpointResults already in training order
+(`alphawatch.ordering.training_order`; the ledger returns rows in that order): it never
+re-sorts, so the CLI, the daemon's stop file and the reports agree on which checkpoint
+came before which.
+
 The series judged is, per checkpoint, the *minimum* alpha over its analysed networks: the
 network that reaches the threshold first is the one that matters, exactly as the stop rule
-fires on the first network below it. Checkpoints without any alpha are left out of the
-judgement (but keep their place, as null, in `alpha`).
+fires on the first network below it. `network` in the Trend names the network that gave
+the deciding value (the lowest alpha overall), so a reader knows which one the pattern is
+about. Checkpoints without any alpha are left out of the judgement (but keep their place,
+as null, in `alpha`).
 
 Patterns, checked in this order on that series s (at least 2 values needed):
 
@@ -15,16 +22,17 @@ Patterns, checked in this order on that series s (at least 2 values needed):
   under 0.1 (the weights hardly change), or alpha rose and ended above 5.
 - healthy_progression: otherwise (alpha falling toward 2-5, or staying within 2-5, never < threshold).
 
-Recommendation: the checkpoint whose alpha is closest to the threshold from above (the
-smallest s >= threshold; the later one on ties), searched among the checkpoints before the
-first one that fell below; when none fell below, among all of them. None when no
-checkpoint qualifies.
+Recommendation (`recommend`, also what the stop file names): the checkpoint whose alpha is
+closest to the threshold from above (the smallest s >= threshold; the later one on ties),
+searched among the checkpoints before the first one that fell below; when none fell below,
+among all of them. None when no checkpoint qualifies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+
+from alphawatch.results import CheckpointResult, Trend, network_alpha, network_names
 
 UNSTABLE_STEP = 1.0
 UNSTABLE_REVERSALS = 2
@@ -33,20 +41,14 @@ SEVERE_ALPHA = 6.0
 GOOD_CEILING = 5.0
 
 
-def ordered(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """By training step; checkpoints without a step last; the given order breaks ties."""
-    indexed = list(enumerate(results))
-    indexed.sort(key=lambda p: (p[1].get("step") is None, p[1].get("step") or 0, p[0]))
-    return [r for _, r in indexed]
-
-
-def _score(result: dict[str, Any]) -> float | None:
-    alphas = [
-        n["summary"]["alpha"]
-        for n in result.get("networks", {}).values()
-        if n["summary"]["alpha"] is not None
-    ]
-    return min(alphas) if alphas else None
+def _lowest(result: CheckpointResult) -> tuple[float, str] | None:
+    """(alpha, network) of the checkpoint's lowest network alpha, or None."""
+    best: tuple[float, str] | None = None
+    for name, net in result["networks"].items():
+        alpha = net["summary"]["alpha"]
+        if alpha is not None and (best is None or (alpha, name) < best):
+            best = (alpha, name)
+    return best
 
 
 def _reversals(values: list[float]) -> int:
@@ -98,23 +100,22 @@ def recommend(paths: list[str], scores: list[float | None], threshold: float) ->
     return None if best is None else best[1]
 
 
-def trend(results: Sequence[dict[str, Any]], threshold: float = 2.0) -> dict[str, Any]:
-    """The Trend object of docs/CONTRACTS.md for a set of CheckpointResults."""
-    rows = ordered(results)
-    names: list[str] = []
-    for r in rows:
-        names.extend(n for n in r.get("networks", {}) if n not in names)
-    alpha = {
-        n: [r.get("networks", {}).get(n, {}).get("summary", {}).get("alpha") for r in rows] for n in names
-    }
-    paths = [str(r["path"]) for r in rows]
-    scores = [_score(r) for r in rows]
+def trend(results: Sequence[CheckpointResult], threshold: float = 2.0) -> Trend:
+    """The Trend object of docs/CONTRACTS.md for CheckpointResults in training order."""
+    rows = list(results)
+    alpha = {n: [network_alpha(r, n) for r in rows] for n in network_names(rows)}
+    paths = [r["path"] for r in rows]
+    lowest = [_lowest(r) for r in rows]
+    scores = [low[0] if low else None for low in lowest]
     kind, description = pattern([s for s in scores if s is not None], threshold)
+    deciding = min((low for low in lowest if low is not None), default=None)
     return {
         "order": paths,
-        "steps": [r.get("step") for r in rows],
+        "steps": [r["step"] for r in rows],
         "alpha": alpha,
         "pattern": kind,
+        "network": deciding[1] if deciding else None,
         "recommended_checkpoint": recommend(paths, scores, threshold),
         "description": description,
     }
+

@@ -3,7 +3,9 @@
 One module per format behind this small API (like watchdog's observers):
 
 - `sniff(path)`        format from magic bytes / folder listing (no torch)
-- `is_complete(path)`  cheap structural completeness check (no torch, never raises)
+- `is_complete(path)`  cheap structural completeness check (no torch, never raises);
+                       `completeness(path)` also tells a file that can never become one
+- `is_checkpoint_folder(path)`  is this folder one checkpoint (the watcher's and the CLI's rule)
 - `parse_step(name)`   training step from a file or folder name
 - `load(path, ...)`    a `Checkpoint`: floating tensors grouped into networks (imports torch)
 
@@ -16,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from alphawatch.checkpoints.complete import is_complete
+from alphawatch.checkpoints.complete import completeness, is_complete
 from alphawatch.checkpoints.model import FORMATS, Checkpoint
-from alphawatch.checkpoints.sniff import sniff
+from alphawatch.checkpoints.sniff import is_checkpoint_folder, sniff
 from alphawatch.checkpoints.steps import parse_step
 
-__all__ = ["FORMATS", "Checkpoint", "is_complete", "load", "parse_step", "sniff"]
+__all__ = ["FORMATS", "Checkpoint", "completeness", "is_checkpoint_folder", "is_complete", "load",
+           "parse_step", "sniff"]
 
 
 def load(

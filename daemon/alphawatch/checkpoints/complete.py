@@ -3,6 +3,11 @@
 Producers write in place (torch.save), copy slowly, or rename folders into place; the
 daemon asks this before queuing anything. Each rule checks the part a writer puts
 down last (see docs/checkpoints.md, "Completeness").
+
+`completeness` also tells a file that can never become a checkpoint (`invalid`: not a
+format we read, a code-running pickle, TorchScript) from one that may still be being
+written (`incomplete`), so the daemon reports the first at once instead of waiting for
+it to stay unchanged for minutes.
 """
 
 from __future__ import annotations
@@ -11,16 +16,35 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import Literal
 
 from alphawatch.checkpoints import pickle_scan, zipinfo
 from alphawatch.checkpoints.sniff import HF_CHECKPOINT_DIR, HF_INDEX_FILE, HF_WEIGHT_FILE, sniff
+from alphawatch.errors import CheckpointError
+
+Completeness = Literal["complete", "incomplete", "invalid"]
+# Sniffing verdicts on a file that more bytes cannot change.
+_FINAL_REASONS = frozenset({"not_a_checkpoint", "unsafe_pickle", "torchscript"})
+
+
+def completeness(path: Path) -> Completeness:
+    """`complete`, `incomplete` (maybe still being written) or `invalid` (never a checkpoint)."""
+    try:
+        return "complete" if _is_whole(Path(path)) else "incomplete"
+    except CheckpointError as exc:
+        return "invalid" if exc.reason in _FINAL_REASONS and not Path(path).is_dir() else "incomplete"
+    except Exception:  # the contract: never raises; "not complete" is the safe answer
+        return "incomplete"
 
 
 def is_complete(path: Path) -> bool:
     """True only when the file/folder is structurally whole; False on any doubt or error."""
+    return completeness(path) == "complete"
+
+
+def _is_whole(path: Path) -> bool:
+    fmt = sniff(path)
     try:
-        path = Path(path)
-        fmt = sniff(path)
         if fmt in ("torch_zip", "sb3_zip"):
             return zipinfo.zip_is_complete(path)
         if fmt == "torch_legacy":
@@ -32,7 +56,7 @@ def is_complete(path: Path) -> bool:
         if fmt == "hf_folder":
             return hf_folder_is_complete(path)
         return False
-    except Exception:  # the contract: never raises; "not complete" is the safe answer
+    except Exception:  # a structural check that trips over a half-written file
         return False
 
 

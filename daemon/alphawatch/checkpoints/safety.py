@@ -4,6 +4,11 @@ torch.load, safe_open and zipfile all follow symlinks, so a link planted in the
 watched folder (`last.ckpt -> /etc/shadow`, or `-> /home/me/secret.pt`) would make
 alphawatch read files its operator never pointed it at. Every path is resolved once
 here and only the resolved path is opened afterwards.
+
+This is the one containment check: the watcher, the daemon, its worker and the loader all
+call `resolve_within`, so they agree on what is inside, and a dangling link or a link loop
+is reported as what it is (`unreadable`), not as "outside the watched folder".
+Standard library only: the daemon's main process uses it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ def resolve_within(path: Path, root: Path | None) -> Path:
         reason = exc.strerror or exc
         raise CheckpointError("unreadable", f"{path}: cannot resolve the path ({reason})") from exc
     if root is not None:
-        root_resolved = Path(os.path.realpath(root))
+        try:
+            root_resolved = Path(os.path.realpath(root, strict=True))
+        except OSError as exc:  # nothing can be inside a folder that is not there
+            raise CheckpointError("unreadable", f"{path}: the watched folder {root} cannot be resolved "
+                                  f"({exc.strerror or exc})") from exc
         if resolved != root_resolved and not resolved.is_relative_to(root_resolved):
             raise CheckpointError(
                 "outside_watch",

@@ -20,6 +20,10 @@ from alphawatch.errors import CheckpointError
 HF_WEIGHT_FILE = re.compile(r"^(?:pytorch_model|model|adapter_model)(?:-\d+-of-\d+)?\.(?:bin|safetensors)$")
 HF_INDEX_FILE = re.compile(r"^(?:pytorch_model|model)\.(?:bin|safetensors)\.index\.json$")
 HF_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
+# Folders named for a step (HF `checkpoint-500`, DeepSpeed `global_step500`, DCP `step-1000`):
+# one checkpoint each, even while empty, so the files a writer puts inside are not taken
+# for checkpoints of their own.
+STEP_FOLDER = re.compile(r"^(checkpoint|global_step|step)[-_=]?\d+$")
 _HEAD = 64
 _MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit
 
@@ -64,13 +68,26 @@ def sniff(path: Path) -> str:
     )
 
 
+def is_checkpoint_folder(path: Path) -> bool:
+    """Is this folder ONE checkpoint (not a folder of them)? The one rule the watcher and
+    `alphawatch analyze` use: its content sniffs as a checkpoint folder, or its name says
+    it is one for a step and it is still being filled."""
+    if STEP_FOLDER.match(Path(path).name):
+        return True
+    try:
+        sniff_folder(Path(path))
+    except (CheckpointError, OSError):
+        return False
+    return True
+
+
 def sniff_folder(path: Path) -> str:
-    """`dcp_folder` (has .metadata), `hf_folder` (weights files or an HF checkpoint-N/)."""
+    """`dcp_folder` (.metadata or .distcp files), `hf_folder` (weights files or an HF checkpoint-N/)."""
     try:
         names = set(os.listdir(path))
     except OSError as exc:
         raise _unreadable(path, exc) from exc
-    if ".metadata" in names:
+    if ".metadata" in names or any(n.endswith(".distcp") for n in names):
         return "dcp_folder"
     if any(HF_WEIGHT_FILE.match(n) or HF_INDEX_FILE.match(n) for n in names):
         return "hf_folder"

@@ -2,7 +2,10 @@
 
 The flags are those users of the original `analyze_network_health.py` script know.
 Every checkpoint is analyzed even when others fail; a refused or failed file costs one
-line on stderr (never a traceback) and makes the exit code 3.
+line on stderr (never a traceback) and makes the exit code 3. So does a `--networks` name
+that none of the analyzed checkpoints has (a typo must not pass as "analyzed").
+Each file goes through `alphawatch.pipeline.analyze_file`, as in the daemon, and the
+results are put in training order by `alphawatch.ordering`, as in the daemon.
 
 Exit codes: 0 all analyzed; 2 usage or configuration error (bad flags, nothing to
 analyze, an output location that cannot be created); 3 one or more checkpoints refused
@@ -19,18 +22,19 @@ import dataclasses
 import fnmatch
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from alphawatch.analysis.options import ACTIVATIONS, DEAD_NEURON_METHODS, AnalysisOptions
+from alphawatch.config import DEFAULT_IGNORE
+from alphawatch.results import CheckpointResult, Document, Failure
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
 PROG = "alphawatch analyze"
 # File names a directory given on the command line is expanded to, besides anything whose
 # content sniffs as a checkpoint. A known suffix that fails to load is reported, not skipped.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".zip", ".tar", ".pkl", ".model")
-IGNORED_NAMES = ("*.tmp", "*.part", "*.partial", "tmp-checkpoint-*", ".*", "*~", "*.swp")
 
 
 class UsageError(Exception):
@@ -94,13 +98,9 @@ def build_options(args: argparse.Namespace) -> AnalysisOptions:
 
 
 def _config_options(path: Path) -> AnalysisOptions:
+    from alphawatch.config import load_config
     from alphawatch.errors import ConfigError
 
-    try:
-        from alphawatch.config import load_config
-    except ImportError:
-        raise UsageError("--config is not available in this build (alphawatch.config.load_config "
-                         "is missing)") from None
     if not path.is_file():
         raise UsageError(f"config file {path} does not exist")
     try:
@@ -110,34 +110,30 @@ def _config_options(path: Path) -> AnalysisOptions:
 
 
 def _ignored(name: str) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED_NAMES)
+    """The producers' temp names the daemon ignores too (`watch.ignore`'s default)."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in DEFAULT_IGNORE)
 
 
 def expand(
     paths: Sequence[str], sniff: Callable[[Path], str]
-) -> tuple[list[str], list[dict[str, str]]]:
+) -> tuple[list[str], list[Failure]]:
     """Inputs -> (checkpoint paths in the order given, failures for folders holding none).
 
-    A folder that sniffs as a checkpoint (Hugging Face, DCP) is one checkpoint. Any other
+    A folder that is one checkpoint (`checkpoints.is_checkpoint_folder`: Hugging Face, DCP,
+    a step-named folder) is one checkpoint. Any other
     folder is expanded, not recursively, to the entries directly inside it that look like
     checkpoints: a known suffix (so a broken `.pt` is reported, not skipped) or content that
     sniffs as one. Hidden and temporary files are ignored. Duplicates are dropped.
     """
-    from alphawatch.errors import CheckpointError
+    from alphawatch.checkpoints import is_checkpoint_folder
 
     found: dict[str, None] = {}
-    empty: list[dict[str, str]] = []
+    empty: list[Failure] = []
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir():
+        if not path.is_dir() or is_checkpoint_folder(path):
             found.setdefault(raw, None)
             continue
-        try:
-            sniff(path)
-            found.setdefault(raw, None)
-            continue
-        except CheckpointError as exc:
-            reason = exc.reason
         try:
             children = sorted(path.iterdir())
         except OSError as exc:
@@ -146,7 +142,7 @@ def expand(
             continue
         inside = [str(child) for child in children if _looks_like_checkpoint(child, sniff)]
         if not inside:
-            empty.append({"path": raw, "reason": reason,
+            empty.append({"path": raw, "reason": "is_directory",
                           "message": f"{raw} is a folder that is not a checkpoint and holds no "
                                      "checkpoint files directly inside it"})
         for child in inside:
@@ -155,10 +151,13 @@ def expand(
 
 
 def _looks_like_checkpoint(child: Path, sniff: Callable[[Path], str]) -> bool:
+    from alphawatch.checkpoints import is_checkpoint_folder
     from alphawatch.errors import CheckpointError
 
     if _ignored(child.name):
         return False
+    if child.is_dir():
+        return is_checkpoint_folder(child)
     if child.is_file() and child.suffix.lower() in CHECKPOINT_SUFFIXES:
         return True
     try:
@@ -187,48 +186,50 @@ def _progress(items: Sequence[str], quiet: bool) -> Any:
 
 def analyze_paths(
     paths: Sequence[str], options: AnalysisOptions, quiet: bool = False
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Load and analyze each path; errors become failure records, each printed as one line."""
+) -> tuple[list[CheckpointResult], list[Failure]]:
+    """Analyze each path; errors become failure records, each printed as one line."""
     from tqdm import tqdm
 
-    from alphawatch.analysis import analyze_checkpoint
-    from alphawatch.checkpoints import load
     from alphawatch.errors import CheckpointError
+    from alphawatch.pipeline import analyze_file
 
-    patterns = dict(options.network_patterns) or None
-    results: list[dict[str, Any]] = []
-    failures: list[dict[str, str]] = []
+    results: list[CheckpointResult] = []
+    failures: list[Failure] = []
     bar = _progress(paths, quiet)
     for path in bar:
         bar.set_postfix_str(os.path.basename(path), refresh=False)
         try:
-            ckpt = load(Path(path), network_patterns=patterns)
-            result = analyze_checkpoint(ckpt, options)
-            del ckpt  # free the tensors before the next file
-            if not result["networks"]:
-                raise CheckpointError("no_weights", f"{path}: none of the requested networks is in "
-                                      f"this file; {'; '.join(result['issues'])}")
-            results.append(result)
+            results.append(analyze_file(Path(path), options))
         except CheckpointError as exc:
             failures.append({"path": path, "reason": exc.reason, "message": exc.message})
-        except MemoryError:
-            failures.append({"path": path, "reason": "out_of_memory",
-                             "message": f"{path}: ran out of memory while analyzing"})
-        except Exception as exc:  # a bug or an unforeseen file: report it, go on with the rest
-            failures.append({"path": path, "reason": "internal_error",
-                             "message": f"{path}: analysis failed: {type(exc).__name__}: {exc}"})
-        else:
-            continue
-        last = failures[-1]
-        tqdm.write(failure_line(path, last["message"], last["reason"]), file=sys.stderr)
+            tqdm.write(failure_line(path, exc.message, exc.reason), file=sys.stderr)
     bar.close()
     return results, failures
 
 
-def in_step_order(results: Sequence[dict[str, Any]], order: Iterable[str]) -> list[dict[str, Any]]:
-    """Results sorted as the trend ordered them (training step), unknown paths last."""
-    rank = {path: i for i, path in enumerate(order)}
-    return sorted(results, key=lambda r: rank.get(r["path"], len(rank)))
+def in_training_order(results: Sequence[CheckpointResult]) -> list[CheckpointResult]:
+    """`alphawatch.ordering.training_order`, with each file's mtime as the daemon records it."""
+    from alphawatch.ordering import training_order
+    from alphawatch.service.paths import identity_of
+
+    def mtime(result: CheckpointResult) -> int | None:
+        identity = identity_of(Path(result["path"]))
+        return identity.mtime_ns if identity is not None else None
+
+    return training_order(results, step=lambda r: r["step"], mtime=mtime)
+
+
+def unknown_networks(results: Sequence[CheckpointResult], failures: Sequence[Failure],
+                     options: AnalysisOptions) -> str | None:
+    """The stderr line for `--networks` names no analyzed checkpoint has, or None."""
+    from alphawatch.results import network_names
+
+    found = network_names(list(results))
+    unknown = [n for n in options.networks if n not in found]
+    if not unknown or not results:  # without any result, the failures already said why
+        return None
+    return (f"{PROG}: unknown network(s) {', '.join(unknown)}: in none of the {len(results)} analyzed "
+            "checkpoint(s); each one's `missing_networks` issue lists the networks it has [no_weights]")
 
 
 def _swallowed_hint(networks: Sequence[str] | None) -> str:
@@ -263,7 +264,7 @@ def _prepare_outputs(args: argparse.Namespace) -> None:
             raise UsageError(f"output folder {folder} is not writable")
 
 
-def _emit(document: dict[str, Any], args: argparse.Namespace, threshold: float) -> None:
+def _emit(document: Document, args: argparse.Namespace, threshold: float) -> None:
     from alphawatch.report import json_report, text, write_reports
 
     console: TextIO | None = None if args.quiet else sys.stdout
@@ -314,8 +315,8 @@ def main(args: argparse.Namespace) -> int:
         print(failure_line(failure["path"], failure["message"], failure["reason"]), file=sys.stderr)
     results, load_failures = analyze_paths(paths, options, quiet=args.quiet)
     failures += load_failures
-    summary_trend = trend(results, threshold=options.alpha_threshold)
-    document = build_document(in_step_order(results, summary_trend["order"]), failures, summary_trend)
+    ordered = in_training_order(results)
+    document = build_document(ordered, failures, trend(ordered, threshold=options.alpha_threshold))
     try:
         _emit(document, args, options.alpha_threshold)
     except BrokenPipeError:  # `| head`: the reader has gone; alphawatch.cli ends quietly
@@ -323,4 +324,7 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{PROG}: error: cannot write reports: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_FAILED if failures else EXIT_OK
+    unknown = unknown_networks(results, failures, options)
+    if unknown:
+        print(unknown, file=sys.stderr)
+    return EXIT_FAILED if failures or unknown else EXIT_OK

@@ -4,8 +4,10 @@
     alphawatch signal clear  --stop-file PATH   # removes it; exit 0 (also when already absent)
 
 Instead of --stop-file, `--config FILE [--run NAME]` takes the path from the config's
-`stop.file` (with `{run}` filled in; every run when --run is not given). Exit 2 for a
-usage or config error, or a file that is there but is not a readable stop signal.
+`stop.file` (with `{run}` filled in; every run when --run is not given). With neither,
+the config the daemon would read: $ALPHAWATCH_CONFIG, else ./config/alphawatch.yaml
+(the shipped default `make run` uses). Exit 2 for a usage or config error, or a file
+that is there but is not a readable stop signal.
 
 Clearing is the operator's decision: the daemon never deletes a stop file itself, and
 it signals each run at most once -- the ledger remembers that it did. `clear --config`
@@ -18,11 +20,12 @@ file, so training can continue and the daemon stays quiet for that run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-_FIELDS = ("reason", "run", "network", "metric", "value", "threshold", "checkpoint", "step",
-           "recommended_checkpoint", "created_at")
+# The config `make run` starts the daemon with, relative to the folder it runs in.
+SHIPPED_CONFIG = Path("config/alphawatch.yaml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,15 +41,19 @@ def _targets(args: argparse.Namespace) -> tuple[list[tuple[str | None, Path]], P
     """[(run or None, stop file)] and the ledger path (None with --stop-file)."""
     if args.stop_file is not None:
         return [(None, args.stop_file)], None
-    if args.config is None:
-        raise ValueError("give --stop-file PATH or --config FILE")
-    from alphawatch.config import load_config
+    from alphawatch.config import CONFIG_ENV_VAR, load_config
 
-    config = load_config(args.config)
+    path = args.config or (Path(os.environ[CONFIG_ENV_VAR]) if os.environ.get(CONFIG_ENV_VAR) else None)
+    if path is None and SHIPPED_CONFIG.is_file():
+        path = SHIPPED_CONFIG
+    if path is None:
+        raise ValueError(f"give --stop-file PATH or --config FILE (no ${CONFIG_ENV_VAR} is set and "
+                         f"there is no {SHIPPED_CONFIG} here)")
+    config = load_config(path)
     runs = [r.name for r in config.runs]
     if args.run is not None:
         if args.run not in runs:
-            raise ValueError(f"--run {args.run}: no such run in {args.config} (runs: {', '.join(runs)})")
+            raise ValueError(f"--run {args.run}: no such run in {path} (runs: {', '.join(runs)})")
         runs = [args.run]
     return [(run, config.stop.path_for(run)) for run in runs], config.state.path
 
@@ -63,6 +70,7 @@ def _rearm(ledger_path: Path, runs: list[str]) -> None:
 
 
 def _status(path: Path) -> int:
+    from alphawatch.client import FIELDS
     from alphawatch.service.stop_signal import read_stop_signal
 
     signal = read_stop_signal(path)
@@ -70,10 +78,10 @@ def _status(path: Path) -> int:
         print(f"no stop signal at {path}")
         return 1
     print(f"STOP signal at {path}")
-    for key in (*_FIELDS, *sorted(k for k in signal if k not in _FIELDS and k != "stop")):
-        if key in signal:
-            print(f"  {key}: {signal[key]}")
-    if signal.get("stop") is not True:
+    for key, value in signal.to_json().items():
+        if key != "stop" and (value is not None or key in FIELDS):
+            print(f"  {key}: {value}")
+    if not signal.stop:
         print("  (its 'stop' field is not true: training code ignores it)")
     return 0
 
@@ -94,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
         codes = [(_status if args.action == "status" else _clear)(path) for _, path in targets]
         if args.action == "clear" and ledger_path is not None:
             _rearm(ledger_path, [run for run, _ in targets if run is not None])
+    except BrokenPipeError:  # `| head`: the reader has gone; alphawatch.cli ends quietly
+        raise
     except (ValueError, ConfigError, OSError, LedgerError) as exc:
         print(f"alphawatch signal: {exc}", file=sys.stderr)
         return 2

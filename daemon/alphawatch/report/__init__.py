@@ -7,22 +7,22 @@ order. Nothing here imports torch; matplotlib is imported inside `png` only when
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from alphawatch.report import csv_report, json_report, text
+from alphawatch.results import Document
 
 __all__ = ["write_reports"]
 
 
 def write_reports(
-    document: Mapping[str, Any], output_dir: Path, *, threshold: float = 2.0, plots: bool = True
+    document: Document, output_dir: Path, *, threshold: float = 2.0, plots: bool = True
 ) -> list[Path]:
     """Write every report into `output_dir` (created if needed); return the paths written.
 
     `network_health_report.txt`, `<network>_details.csv`, `results.json`, and with `plots`
-    `<network>_health_metrics.png` (+ `alpha_over_training.png` for several checkpoints).
+    `<network>_health_metrics.png` (+ `<network>_layers_over_training.png` and
+    `alpha_over_training.png` for several checkpoints).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -11,22 +11,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from alphawatch.results import CheckpointResult, Document, Failure, Trend
+
 RESULTS_FILENAME = "results.json"
 
 
-def build_document(
-    checkpoints: Sequence[Mapping[str, Any]],
-    failures: Sequence[Mapping[str, Any]],
-    trend: Mapping[str, Any],
-) -> dict[str, Any]:
+def build_document(checkpoints: Sequence[CheckpointResult], failures: Sequence[Failure], trend: Trend
+                   ) -> Document:
     """The `analyze --json` document: `{"checkpoints", "failures", "trend"}`."""
-    return {"checkpoints": list(checkpoints), "failures": list(failures), "trend": dict(trend)}
+    return {"checkpoints": list(checkpoints), "failures": list(failures), "trend": trend}
 
 
 def to_jsonable(value: Any) -> Any:
@@ -79,7 +78,9 @@ def write(document: Mapping[str, Any], path: Path) -> Path:
             fh.write(text)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Created like any other report (0666 less the umask); mkstemp would make it 0600.
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)

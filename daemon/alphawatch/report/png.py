@@ -1,4 +1,6 @@
-"""PNG plots: `<network>_health_metrics.png` (four panels) and `alpha_over_training.png`.
+"""PNG plots: `<network>_health_metrics.png` (four panels, the newest checkpoint holding the
+network), and for several checkpoints `<network>_layers_over_training.png` (every layer's
+alpha at every checkpoint, and the network's means) and `alpha_over_training.png`.
 
 matplotlib is imported here only, inside the functions, and only its Agg canvas is used
 (`Figure` + `FigureCanvasAgg`, never `pyplot`): no display is needed, importing
@@ -8,12 +10,13 @@ own pyplot backend and state untouched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alphawatch.report.csv_report import safe_name
 from alphawatch.report.text import checkpoint_label, fmt_shape
+from alphawatch.results import CheckpointResult, Document, NetworkResult, Trend
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -35,6 +38,11 @@ BANDS = (
 def metrics_filename(network: str) -> str:
     """`actor` -> `actor_health_metrics.png`."""
     return f"{safe_name(network)}_health_metrics.png"
+
+
+def layers_filename(network: str) -> str:
+    """`actor` -> `actor_layers_over_training.png`."""
+    return f"{safe_name(network)}_layers_over_training.png"
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -154,25 +162,25 @@ def _band_colour(alpha: float) -> str:
     return BANDS[0][2]
 
 
-def plot_network(network: str, net: Mapping[str, Any], path: Path, subtitle: str = "") -> Path:
+def plot_network(network: str, net: NetworkResult, path: Path, subtitle: str = "") -> Path:
     """The four-panel health figure for one network of one checkpoint."""
-    layers = list(net.get("layers", []))
-    summary = net.get("summary", {})
-    labels = [f"{layer.get('name')}\n{fmt_shape(layer.get('shape'))}" for layer in layers]
-    statuses = [str(layer.get("status")) for layer in layers]
-    alphas = [layer.get("alpha") for layer in layers]
+    layers = net["layers"]
+    summary = net["summary"]
+    labels = [f"{layer['name']}\n{fmt_shape(layer['shape'])}" for layer in layers]
+    statuses = [layer["status"] for layer in layers]
+    alphas = [layer["alpha"] for layer in layers]
     fig = _new_figure(13, 9)
     axes = fig.subplots(2, 2)
     _alpha_histogram(axes[0][0], [a for a in alphas if a is not None])
-    _bar_by_layer(axes[0][1], [layer.get("log_spectral_norm") for layer in layers], statuses,
+    _bar_by_layer(axes[0][1], [layer["log_spectral_norm"] for layer in layers], statuses,
                   "Log spectral norm by layer", "log10 spectral norm", "#17becf")
-    _stable_rank(axes[1][0], [layer.get("stable_rank") for layer in layers],
-                 [_full_rank(layer.get("shape")) for layer in layers], statuses)
+    _stable_rank(axes[1][0], [layer["stable_rank"] for layer in layers],
+                 [_full_rank(layer["shape"]) for layer in layers], statuses)
     _alpha_by_layer(axes[1][1], alphas, statuses)
     for ax in (axes[0][1], axes[1][0], axes[1][1]):
         _layer_axis(ax, labels)
-    alpha = summary.get("alpha")
-    verdict = str(summary.get("health", "unknown")).replace("_", " ")
+    alpha = summary["alpha"]
+    verdict = summary["health"].replace("_", " ")
     headline = f"{network}: alpha {alpha:.2f} ({verdict})" if alpha is not None \
         else f"{network}: alpha n/a ({verdict})"
     fig.suptitle(headline + (f"\n{subtitle}" if subtitle else ""), fontsize=12)
@@ -187,11 +195,11 @@ def _trend_x(steps: Sequence[int | None]) -> tuple[list[float], str]:
     return [float(i) for i in range(len(steps))], "checkpoint (in order; some have no step)"
 
 
-def plot_trend(trend: Mapping[str, Any], path: Path, threshold: float = 2.0) -> Path:
+def plot_trend(trend: Trend, path: Path, threshold: float = 2.0) -> Path:
     """Alpha per network over training, on top of the shaded verdict bands."""
-    order: Sequence[str] = trend.get("order", [])
-    xs, xlabel = _trend_x(list(trend.get("steps", [None] * len(order))))
-    alphas: Mapping[str, Sequence[float | None]] = trend.get("alpha", {})
+    order = trend["order"]
+    xs, xlabel = _trend_x(trend["steps"])
+    alphas = trend["alpha"]
     values = [v for series in alphas.values() for v in series if v is not None]
     y_low = min([threshold - 0.5, *values]) - 0.3
     y_high = max([6.5, *values]) + 0.5
@@ -210,8 +218,8 @@ def plot_trend(trend: Mapping[str, Any], path: Path, threshold: float = 2.0) -> 
                 ls="--" if target else "-", lw=1.4 if target else 1.8, ms=10 if target else 6,
                 markerfacecolor="none" if target else None, markeredgewidth=1.5,
                 label=network, alpha=0.9)
-    recommended = trend.get("recommended_checkpoint")
-    if isinstance(recommended, str) and recommended in order:
+    recommended = trend["recommended_checkpoint"]
+    if recommended is not None and recommended in order:
         x = xs[list(order).index(recommended)]
         ax.axvline(x, color="black", ls=":", lw=1.5,
                    label=f"recommended: {checkpoint_label(recommended)}")
@@ -219,7 +227,7 @@ def plot_trend(trend: Mapping[str, Any], path: Path, threshold: float = 2.0) -> 
     ax.set_ylim(y_low, y_high)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("alpha (mean over layers)")
-    pattern = str(trend.get("pattern", "")).replace("_", " ")
+    pattern = trend["pattern"].replace("_", " ")
     ax.set_title(f"Alpha over training: {pattern}" if pattern else "Alpha over training")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -227,24 +235,103 @@ def plot_trend(trend: Mapping[str, Any], path: Path, threshold: float = 2.0) -> 
     return Path(path)
 
 
-def write(document: Mapping[str, Any], output_dir: Path, threshold: float = 2.0) -> list[Path]:
-    """Per-network figures from the latest checkpoint (last in step order) that holds the
-    network and, with several checkpoints, the alpha-over-training plot."""
-    checkpoints = document.get("checkpoints", [])
+def _layer_matrix(checkpoints: Sequence[CheckpointResult], network: str
+                  ) -> tuple[list[str], list[list[float | None]]]:
+    """Layer names (first-seen order) and their alpha per checkpoint (None: absent or unfitted)."""
+    names: dict[str, None] = {}
+    for ckpt in checkpoints:
+        if network in ckpt["networks"]:
+            names.update(dict.fromkeys(layer["name"] for layer in ckpt["networks"][network]["layers"]))
+    rows = []
+    for name in names:
+        row: list[float | None] = []
+        for ckpt in checkpoints:
+            net = ckpt["networks"].get(network)
+            found = [layer["alpha"] for layer in net["layers"] if layer["name"] == name] if net else []
+            row.append(found[0] if found else None)
+        rows.append(row)
+    return list(names), rows
+
+
+def plot_layers_over_training(network: str, checkpoints: Sequence[CheckpointResult], path: Path,
+                              threshold: float = 2.0) -> Path:
+    """Every layer's alpha at every checkpoint (a heat map coloured by verdict band, so one
+    layer sliding under 2 stands out even when the mean does not move), above the network's
+    mean alpha, mean stable rank and mean log spectral norm over training."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    names, rows = _layer_matrix(checkpoints, network)
+    held = [c for c in checkpoints if network in c["networks"]]
+    xs, xlabel = _trend_x([c["step"] for c in checkpoints])
+    fig = _new_figure(13, 5 + min(len(names), 40) * 0.18)
+    top, bottom = fig.subplots(2, 1, height_ratios=[max(2, min(len(names), 40)) * 0.18 + 1, 2.2])
+    edges = [band[0] for band in BANDS] + [1e9]
+    cmap = ListedColormap([band[2] for band in BANDS]).with_extremes(bad="#f0f0f0")
+    import numpy as np
+
+    grid = np.ma.masked_invalid(np.array([[np.nan if v is None else v for v in row] for row in rows], float))
+    top.imshow(grid if names else np.ma.masked_all((1, 1)), aspect="auto", interpolation="nearest",
+               cmap=cmap, norm=BoundaryNorm(edges, cmap.N))
+    if len(names) * len(checkpoints) <= 240:  # few enough cells to print each value
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                if value is not None:
+                    top.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    labels = [checkpoint_label(c["path"]) if c["step"] is None else str(c["step"]) for c in checkpoints]
+    step = max(1, len(labels) // 20)
+    top.set_xticks(range(0, len(labels), step), labels[::step], rotation=40, ha="right", fontsize=8)
+    shown = max(1, len(names) // 40)
+    top.set_yticks(range(0, len(names), shown), names[::shown], fontsize=7)
+    top.set_title(f"{network}: alpha of every layer over training (grey: skipped, failed or absent)")
+    from matplotlib.patches import Patch
+
+    bands = [Patch(color=colour, label=label) for _, _, colour, label in BANDS]
+    top.legend(handles=[*bands, Patch(color="#f0f0f0", label="no alpha")], fontsize=8,
+               loc="center left", bbox_to_anchor=(1.01, 0.5))
+    series = {
+        "mean alpha": [c["networks"][network]["summary"]["alpha"] if network in c["networks"] else None
+                       for c in checkpoints],
+        "mean stable rank / 10": [None if network not in c["networks"] or
+                                  (r := c["networks"][network]["summary"]["stable_rank_mean"]) is None
+                                  else r / 10 for c in checkpoints],
+        "mean log10 spectral norm": [c["networks"][network]["summary"]["log_spectral_norm_mean"]
+                                     if network in c["networks"] else None for c in checkpoints],
+    }
+    for label, values in series.items():
+        pts = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
+        if pts:
+            bottom.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=label)
+    bottom.axhline(threshold, color="#d62728", lw=1, ls="--", label=f"alpha {threshold:g}")
+    bottom.set_xlabel(xlabel)
+    bottom.grid(True, alpha=0.3)
+    bottom.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(f"{network}: {len(held)} of {len(checkpoints)} checkpoints hold it", fontsize=11)
+    fig.savefig(path)
+    return Path(path)
+
+
+def write(document: Document, output_dir: Path, threshold: float = 2.0) -> list[Path]:
+    """Per-network figures from the latest checkpoint (last in training order) that holds the
+    network; with several checkpoints, also each network's layers over training and the
+    alpha-over-training plot."""
+    checkpoints = document["checkpoints"]
     written: list[Path] = []
     if not checkpoints:
         return written
     # each network from the latest checkpoint holding it: files of different models given
     # together (actor.pt, critic.pt) each get their figure
-    latest: dict[str, Mapping[str, Any]] = {}
+    latest: dict[str, CheckpointResult] = {}
     for ckpt in checkpoints:
-        for network in ckpt.get("networks", {}):
+        for network in ckpt["networks"]:
             latest[network] = ckpt
     for network, ckpt in latest.items():
-        subtitle = f"{checkpoint_label(str(ckpt.get('path')))}  (step {ckpt.get('step')})"
+        subtitle = f"{checkpoint_label(ckpt['path'])}  (step {ckpt['step']})"
         net = ckpt["networks"][network]
         written.append(plot_network(network, net, Path(output_dir) / metrics_filename(network), subtitle))
-    trend = document.get("trend") or {}
-    if len(checkpoints) > 1 and trend.get("order"):
-        written.append(plot_trend(trend, Path(output_dir) / TREND_FILENAME, threshold))
+    if len(checkpoints) > 1:
+        for network in latest:
+            if sum(network in c["networks"] for c in checkpoints) > 1:
+                written.append(plot_layers_over_training(
+                    network, checkpoints, Path(output_dir) / layers_filename(network), threshold))
+        written.append(plot_trend(document["trend"], Path(output_dir) / TREND_FILENAME, threshold))
     return written

@@ -13,9 +13,11 @@ prints on any terminal encoding.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from alphawatch.results import CheckpointResult, DeadNeurons, Document, Failure, Issue, NetworkResult, Trend
 
 REPORT_FILENAME = "network_health_report.txt"
 WIDTH = 80
@@ -80,80 +82,65 @@ def _line(label: str, value: str) -> str:
     return f"  {label:<26}{value}"
 
 
-def _network_issues(name: str, issues: Sequence[str]) -> list[str]:
-    """Issues that name this network (`"actor: ..."`), with the prefix dropped."""
-    prefix = f"{name}:"
-    return [i[len(prefix):].strip() for i in issues if i.startswith(prefix)]
-
-
-def _shared_issues(networks: Sequence[str], issues: Sequence[str]) -> list[str]:
-    """Issues that belong to no single network (e.g. actor vs critic mismatch)."""
-    prefixes = tuple(f"{n}:" for n in networks)
-    return [i for i in issues if not i.startswith(prefixes)]
-
-
-def format_dead_neurons(dead: Mapping[str, Any] | None) -> str:
+def format_dead_neurons(dead: DeadNeurons) -> str:
     """`3/512 (0.59%) -> GOOD (< 5%) [activation]` plus a fallback note when there was one."""
-    if not dead:
-        return "n/a"
-    count, total, ratio = dead.get("count"), dead.get("total"), dead.get("ratio")
-    status = DEAD_NEURON_WORDS.get(str(dead.get("status")), str(dead.get("status", "unknown")).upper())
+    count, total, ratio = dead["count"], dead["total"], dead["ratio"]
+    status = DEAD_NEURON_WORDS.get(dead["status"], dead["status"].upper())
     pct = "n/a" if ratio is None else f"{ratio * 100:.2f}%"
     counted = f"n/a of {fmt(total)}" if count is None else f"{fmt(count)}/{fmt(total)}"
-    method = dead.get("method", "?")
+    method = dead["method"]
     text = f"{counted} ({pct}) -> {status} [{method}]"
-    if dead.get("fallback_reason"):  # weight-based fallback, or a failed factory replaced by a rebuild
+    if dead["fallback_reason"]:  # weight-based fallback, or a failed factory replaced by a rebuild
         text += f"\n{'':28}({method}-based: {dead['fallback_reason']})"
     return text
 
 
-def format_network(name: str, net: Mapping[str, Any], issues: Sequence[str] = ()) -> str:
+def format_network(name: str, net: NetworkResult, issues: Sequence[Issue] = ()) -> str:
     """One network's block: the verdict first, then the numbers behind it."""
-    s = net.get("summary", {})
-    health = str(s.get("health", "unknown"))
-    util = s.get("stable_rank_utilization")
+    s = net["summary"]
+    health = s["health"]
+    util = s["stable_rank_utilization"]
     util_text = "" if util is None else f" ({util * 100:.1f}% of full rank)"
     lines = [
         _rule(),
         f"NETWORK: {name}",
         _rule(),
-        _line("Overall alpha:", f"{fmt(s.get('alpha'))}  -> {VERDICTS.get(health, health.upper())}"),
-        _line("Dead neurons:", format_dead_neurons(s.get("dead_neurons"))),
-        _line("Alpha range:", f"{fmt(s.get('alpha_min'))} to {fmt(s.get('alpha_max'))}"),
-        _line("Alpha mean +/- std:", f"{fmt(s.get('alpha'))} +/- {fmt(s.get('alpha_std'))}"),
-        _line("Log spectral norm mean:", fmt(s.get("log_spectral_norm_mean"))),
-        _line("Stable rank mean:", f"{fmt(s.get('stable_rank_mean'), 2)}{util_text}"),
+        _line("Overall alpha:", f"{fmt(s['alpha'])}  -> {VERDICTS.get(health, health.upper())}"),
+        _line("Dead neurons:", format_dead_neurons(s["dead_neurons"])),
+        _line("Alpha range:", f"{fmt(s['alpha_min'])} to {fmt(s['alpha_max'])}"),
+        _line("Alpha mean +/- std:", f"{fmt(s['alpha'])} +/- {fmt(s['alpha_std'])}"),
+        _line("Log spectral norm mean:", fmt(s["log_spectral_norm_mean"])),
+        _line("Stable rank mean:", f"{fmt(s['stable_rank_mean'], 2)}{util_text}"),
         _line(
             "Layers:",
-            f"{fmt(s.get('layers_analyzed'))} analyzed, {fmt(s.get('layers_skipped'))} skipped, "
-            f"{fmt(s.get('layers_failed', 0))} failed",
+            f"{fmt(s['layers_analyzed'])} analyzed, {fmt(s['layers_skipped'])} skipped, "
+            f"{fmt(s['layers_failed'])} failed",
         ),
     ]
-    for layer in net.get("layers", []):
-        if layer.get("status") in ("skipped", "failed"):
+    for layer in net["layers"]:
+        if layer["status"] in ("skipped", "failed"):
             lines.append(
-                f"    {layer.get('status')}: {layer.get('name')} ({fmt_shape(layer.get('shape'))})"
-                f" - {layer.get('reason') or 'no reason given'}"
+                f"    {layer['status']}: {layer['name']} ({fmt_shape(layer['shape'])})"
+                f" - {layer['reason'] or 'no reason given'}"
             )
-    own = _network_issues(name, issues)
+    own = [i["message"] for i in issues if i["network"] == name]
     lines.append("  Potential issues:" + ("" if own else " none detected"))
     lines.extend(f"    - {i}" for i in own)
     return "\n".join(lines)
 
 
-def format_checkpoint(result: Mapping[str, Any]) -> str:
+def format_checkpoint(result: CheckpointResult) -> str:
     """The block for one checkpoint: header, one section per network, shared issues."""
-    networks: Mapping[str, Any] = result.get("networks", {})
-    issues: Sequence[str] = result.get("issues", [])
+    networks = result["networks"]
+    issues = result["issues"]
     parts = [
         _rule("="),
-        f"CHECKPOINT: {result.get('path')}",
-        f"  step: {fmt(result.get('step'))}    format: {result.get('format', '?')}    "
-        f"networks: {len(networks)}",
+        f"CHECKPOINT: {result['path']}",
+        f"  step: {fmt(result['step'])}    format: {result['format']}    networks: {len(networks)}",
     ]
     for name, net in networks.items():
         parts.append(format_network(name, net, issues))
-    shared = _shared_issues(list(networks), issues)
+    shared = [i["message"] for i in issues if i["network"] not in networks]
     if shared:
         parts.append(_rule())
         parts.append("Checkpoint-wide issues:")
@@ -161,12 +148,12 @@ def format_checkpoint(result: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def format_comparison(trend: Mapping[str, Any], threshold: float = 2.0) -> str:
-    """Alpha per network per checkpoint in step order, the pattern, the recommendation."""
-    order: Sequence[str] = trend.get("order", [])
-    steps: Sequence[int | None] = trend.get("steps", [])
-    alphas: Mapping[str, Sequence[float | None]] = trend.get("alpha", {})
-    recommended = trend.get("recommended_checkpoint")
+def format_comparison(trend: Trend, threshold: float = 2.0) -> str:
+    """Alpha per network per checkpoint in training order, the pattern, the recommendation."""
+    order = trend["order"]
+    steps = trend["steps"]
+    alphas = trend["alpha"]
+    recommended = trend["recommended_checkpoint"]
     names = [checkpoint_label(p) for p in order]
     name_w = min(max([len("checkpoint"), *(len(n) for n in names)]), 36)
     nets = list(alphas)
@@ -174,7 +161,7 @@ def format_comparison(trend: Mapping[str, Any], threshold: float = 2.0) -> str:
     header = f"{'step':>10}  {'checkpoint':<{name_w}}" + "".join(f"{n:>{col_w}}" for n in nets)
     lines = [
         _rule("="),
-        f"ALPHA OVER TRAINING ({len(order)} checkpoints, in step order)",
+        f"ALPHA OVER TRAINING ({len(order)} checkpoints, in training order)",
         _rule("="),
         header,
         "-" * len(header),
@@ -191,9 +178,11 @@ def format_comparison(trend: Mapping[str, Any], threshold: float = 2.0) -> str:
             row += "  <- recommended"
         lines.append(row.rstrip())
     lines.append(f"  (! = alpha below {threshold:g}: over-trained)")
-    pattern = str(trend.get("pattern", "insufficient_data"))
-    lines.append(f"Pattern: {PATTERN_WORDS.get(pattern, pattern)}")
-    if trend.get("description"):
+    pattern = trend["pattern"]
+    network = trend.get("network")
+    about = f" (decided by {network}, the lowest alpha)" if network and len(alphas) > 1 else ""
+    lines.append(f"Pattern: {PATTERN_WORDS.get(pattern, pattern)}{about}")
+    if trend["description"]:
         lines.append(f"  {trend['description']}")
     if recommended:
         idx = list(order).index(recommended) if recommended in order else -1
@@ -204,25 +193,24 @@ def format_comparison(trend: Mapping[str, Any], threshold: float = 2.0) -> str:
     return "\n".join(lines)
 
 
-def format_failures(failures: Sequence[Mapping[str, Any]]) -> str:
+def format_failures(failures: Sequence[Failure]) -> str:
     """Files that were refused or failed, one line each with the reason code."""
     lines = [_rule("="), f"NOT ANALYZED ({len(failures)})"]
     for f in failures:
-        path, message = str(f.get("path")), str(f.get("message"))
+        path, message = f["path"], f["message"]
         text = message if path in message else f"{path}: {message}"
-        lines.append(f"  {text} [{f.get('reason')}]")
+        lines.append(f"  {text} [{f['reason']}]")
     return "\n".join(lines)
 
 
-def render(document: Mapping[str, Any], threshold: float = 2.0) -> str:
+def render(document: Document, threshold: float = 2.0) -> str:
     """The whole report for an `analyze` document: every checkpoint, then the comparison."""
-    checkpoints: Sequence[Mapping[str, Any]] = document.get("checkpoints", [])
-    failures: Sequence[Mapping[str, Any]] = document.get("failures", [])
+    checkpoints = document["checkpoints"]
+    failures = document["failures"]
     parts = ["NETWORK HEALTH REPORT (alphawatch)"]
     parts.extend(format_checkpoint(c) for c in checkpoints)
-    trend = document.get("trend") or {}
-    if len(checkpoints) > 1 and trend:
-        parts.append(format_comparison(trend, threshold))
+    if len(checkpoints) > 1:
+        parts.append(format_comparison(document["trend"], threshold))
     if failures:
         parts.append(format_failures(failures))
     if not checkpoints and not failures:
@@ -231,7 +219,7 @@ def render(document: Mapping[str, Any], threshold: float = 2.0) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write(document: Mapping[str, Any], output_dir: Path, threshold: float = 2.0) -> Path:
+def write(document: Document, output_dir: Path, threshold: float = 2.0) -> Path:
     """Write `network_health_report.txt` (UTF-8) and return its path."""
     path = Path(output_dir) / REPORT_FILENAME
     path.write_text(render(document, threshold), encoding="utf-8")

@@ -1,13 +1,16 @@
 """The daemon: watchers -> ledger -> one analysis loop -> worker -> ledger -> stop rule.
 
 Why this shape: the ledger is the only state. Watchers only *record* complete
-checkpoints (`record_seen`); a single analysis thread claims rows in step order,
+checkpoints (`record_seen`); a single analysis thread claims rows in training order,
 hands them to the warm worker subprocess and writes the outcome back; metrics are
 read from the ledger at scrape time; the stop rule is re-evaluated from the
 ledger after every result (and once at start, in case the daemon died between
 storing a result and writing the stop file). So a restart — even after
 `kill -9` — resumes exactly: done rows are never redone, rows left `analyzing`
 go back to `pending`.
+
+Each event is logged where it happens, at its own level (`log.warning(...)`), with a
+structlog logger the parts share.
 
 This module must not import torch or WeightWatcher (the worker does).
 """
@@ -18,57 +21,43 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from alphawatch.config import Config
+from alphawatch.errors import CheckpointError
+from alphawatch.results import CheckpointResult
 from alphawatch.service.ledger import Ledger, LedgerRow
-from alphawatch.service.paths import resolves_within
 from alphawatch.service.watch import Candidate, RunWatcher
 from alphawatch.service.worker import Abandoned, AnalysisWorker, Outcome, WorkerStartError
 
-# Events logged at warning level; everything else is info.
-_WARN = frozenset(
-    {
-        "checkpoint_failed",
-        "checkpoint_incomplete",
-        "checkpoint_outside_watch",
-        "observer_fallback",
-        "watch_folder_lost",
-        "worker_replaced",
-        "stop_file_exists",
-        "watch_emit_failed",
-        "stop_file_present",
-    }
-)
-_ERROR = frozenset({"worker_start_failed", "watch_error", "analysis_loop_error", "stop_write_failed"})
-
 
 class Daemon:
-    """Owns every part of a running daemon; `run()` blocks until SIGTERM/SIGINT."""
+    """Owns every part of a running daemon; `run()` blocks until SIGTERM/SIGINT.
 
-    def __init__(self, config: Config) -> None:
+    The parts (`ledger`, `worker`, `watchers`) may be passed in, e.g. a worker with a
+    broken interpreter in a test; whatever is not given is built from `config` by `start()`.
+    """
+
+    def __init__(self, config: Config, *, ledger: Ledger | None = None, worker: AnalysisWorker | None = None,
+                 watchers: Sequence[RunWatcher] | None = None, logger: Any = None) -> None:
         from alphawatch.service.logging import get_logger
 
         self.config = config
-        self._logger = get_logger("alphawatch.daemon")
+        self.log = logger if logger is not None else get_logger("alphawatch.daemon")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._roots = {run.name: Path(run.watch).absolute() for run in config.runs}
-        self.ledger: Ledger | None = None
-        self.worker: AnalysisWorker | None = None
+        self.ledger = ledger
+        self.worker = worker
         self.server: Any = None
-        self.watchers: list[RunWatcher] = []
+        self.watchers: list[RunWatcher] = list(watchers or ())
         self._thread: threading.Thread | None = None
         # Why the analysis worker cannot start (None while it can): /readyz reports it.
         self._worker_error: str | None = None
         # Runs whose stop file is due but could not be written (retried while idle).
         self._stop_retry: set[str] = set()
-
-    # ---------------------------------------------------------------- logging
-    def log(self, event: str, **fields: Any) -> None:
-        level = "error" if event in _ERROR else "warning" if event in _WARN else "info"
-        getattr(self._logger, level)(event, **fields)
 
     # ---------------------------------------------------------------- lifecycle
     def run(self, install_signals: bool = True) -> int:
@@ -84,7 +73,7 @@ class Daemon:
         return 0
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        self.log("shutdown_requested", signal=signal.Signals(signum).name)
+        self.log.info("shutdown_requested", signal=signal.Signals(signum).name)
         self.request_stop()
 
     def request_stop(self) -> None:
@@ -92,31 +81,25 @@ class Daemon:
         self._wake.set()
 
     def start(self) -> None:
-        from prometheus_client import CollectorRegistry
-
         from alphawatch.service.http import MetricsServer
-        from alphawatch.service.metrics import LedgerCollector
+        from alphawatch.service.metrics import build_registry
 
         cfg = self.config
-        self.ledger = Ledger(cfg.state.path, cfg.state.max_attempts)
+        if self.ledger is None:
+            self.ledger = Ledger(cfg.state.path, cfg.state.max_attempts)
         requeued = self.ledger.requeue_interrupted()
-        self.log("ledger_opened", path=str(cfg.state.path), requeued=requeued)
-        self.worker = AnalysisWorker(cfg.worker, cfg.analysis, log=self.log)
-        registry = CollectorRegistry()
-        collector = LedgerCollector(
-            self.ledger,
-            runs=[run.name for run in cfg.runs],
-            per_layer=cfg.metrics.per_layer,
-            per_layer_limit=cfg.metrics.per_layer_limit,
-        )
-        registry.register(collector)
+        self.log.info("ledger_opened", path=str(Path(cfg.state.path).absolute()), requeued=requeued)
+        if self.worker is None:
+            self.worker = AnalysisWorker(cfg.worker, cfg.analysis, logger=self.log)
+        registry = build_registry(self.ledger, cfg)
         self.server = MetricsServer(cfg.metrics.host, cfg.metrics.port, registry, ready=self.ready)
         self.server.start()
-        self.log("metrics_listening", host=cfg.metrics.host, port=self.server.port)
-        for run in cfg.runs:
-            watcher = RunWatcher(run, cfg.watch, self._on_candidate, log=self.log)
+        self.log.info("metrics_listening", host=cfg.metrics.host, port=self.server.port)
+        if not self.watchers:
+            self.watchers = [RunWatcher(run, cfg.watch, self._on_candidate, logger=self.log)
+                             for run in cfg.runs]
+        for watcher in self.watchers:
             watcher.start()
-            self.watchers.append(watcher)
         self._thread = threading.Thread(target=self._analysis_loop, name="analysis", daemon=True)
         self._thread.start()
 
@@ -136,7 +119,7 @@ class Daemon:
             self.server.stop()
         if self.ledger is not None:
             self.ledger.close()
-        self.log("shutdown_complete")
+        self.log.info("shutdown_complete")
 
     def ready(self) -> tuple[bool, str]:
         """/readyz: every watcher running, the analysis loop alive, the ledger writable."""
@@ -168,24 +151,18 @@ class Daemon:
             step=cand.step,
         )
         if cand.note == "incomplete":
-            self.log(
+            self.log.warning(
                 "checkpoint_incomplete",
                 run=cand.run,
                 path=str(cand.path),
                 size=ident.size,
                 detail="unchanged for the stale hold but structurally incomplete; analyzing to find why",
             )
-        elif cand.note == "outside_watch":
-            self.log("checkpoint_outside_watch", run=cand.run, path=str(cand.path))
+        elif cand.note is not None:  # a link the watcher would not follow: the reason says why
+            self.log.warning("checkpoint_refused", run=cand.run, path=str(cand.path), reason=cand.note)
         else:
-            self.log(
-                "checkpoint_complete",
-                run=cand.run,
-                path=str(cand.path),
-                step=cand.step,
-                size=ident.size,
-                queued=queued,
-            )
+            self.log.info("checkpoint_complete", run=cand.run, path=str(cand.path), step_from_name=cand.step,
+                          size=ident.size, queued=queued)
         if queued:
             self._wake.set()
 
@@ -199,7 +176,7 @@ class Daemon:
             self.worker.start()  # warm before the first checkpoint arrives
         except WorkerStartError as exc:
             self._worker_error = str(exc)
-            self.log("worker_start_failed", error=str(exc), retry_in_seconds=0)
+            self.log.error("worker_start_failed", error=str(exc), retry_in_seconds=0)
         except Abandoned:
             return
         backoff = 1.0
@@ -222,41 +199,41 @@ class Daemon:
                 except WorkerStartError as exc:
                     self._worker_error = str(exc)
                     self.ledger.release(row.id)
-                    self.log("worker_start_failed", error=str(exc), retry_in_seconds=backoff)
+                    self.log.error("worker_start_failed", error=str(exc), retry_in_seconds=backoff)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 60.0)
                 except Abandoned:
                     self.ledger.release(row.id)
-                    self.log("analysis_abandoned", run=row.run, path=row.path)
+                    self.log.info("analysis_abandoned", run=row.run, path=row.path)
                     break
             except Exception as exc:  # a bug must not silently end analysis
-                self.log("analysis_loop_error", error=f"{type(exc).__name__}: {exc}")
+                self.log.error("analysis_loop_error", error=f"{type(exc).__name__}: {exc}")
                 self._stop.wait(1.0)
 
     def _analyze(self, row: LedgerRow) -> None:
+        from alphawatch.checkpoints.safety import resolve_within
+
         assert self.ledger is not None and self.worker is not None
         path = Path(row.path)
         root = self._roots.get(row.run, path.parent)
         if not os.path.lexists(path):  # deleted by its producer before its turn: not a failure
             if self.ledger.mark_gone(row.id, f"{path} was deleted before it was analyzed"):
-                self.log("checkpoint_gone", run=row.run, path=row.path)
+                self.log.info("checkpoint_gone", run=row.run, path=row.path)
             return
-        if not resolves_within(path, root):
-            outcome = Outcome(
-                False,
-                0.0,
-                reason="outside_watch",
-                message=f"{path} resolves outside the watched folder {root}; refused",
-            )
+        try:
+            resolve_within(path, root)  # the worker checks again: every hop refuses links out
+        except CheckpointError as exc:
+            outcome = Outcome(False, 0.0, reason=exc.reason, message=exc.message)
         else:
             outcome = self.worker.analyze(path, root)
         if outcome.ok and outcome.result is not None:
             if self.ledger.mark_done(row.id, outcome.result, outcome.duration):
-                self.log(
+                step = outcome.result["step"]
+                self.log.info(
                     "checkpoint_analyzed",
                     run=row.run,
                     path=row.path,
-                    step=row.step if outcome.result.get("step") is None else outcome.result["step"],
+                    step=row.step if step is None else step,
                     alpha=_alphas(outcome.result),
                     duration_seconds=round(outcome.duration, 3),
                 )
@@ -264,12 +241,12 @@ class Daemon:
             return
         gone = not os.path.lexists(path)  # deleted mid-analysis: its failure says nothing about it
         if gone and self.ledger.mark_gone(row.id, f"{path} was deleted while it was analyzed"):
-            self.log("checkpoint_gone", run=row.run, path=row.path)
+            self.log.info("checkpoint_gone", run=row.run, path=row.path)
             return
         status = self.ledger.mark_failed(
             row.id, outcome.reason or "internal_error", outcome.message or "no message", outcome.duration
         )
-        self.log(
+        self.log.warning(
             "checkpoint_failed",
             run=row.run,
             path=row.path,
@@ -279,7 +256,7 @@ class Daemon:
         )
 
     def _check_stop(self, run: str) -> None:
-        """Write the run's stop file once, when the stop rule fires over its done results."""
+        """Write the run's stop file once, when the stop rule fires over its analyzed checkpoints."""
         from alphawatch.service import stop_rule
         from alphawatch.service.stop_signal import write_stop_signal
 
@@ -287,36 +264,40 @@ class Daemon:
         stop = self.config.stop
         if not stop.enabled or self.ledger.stop_recorded(run):
             return
-        results = [r.result for r in self.ledger.done_rows(run) if r.result is not None]
-        payload = stop_rule.evaluate(results, stop, run)
-        if payload is None:
+        ledger = self.ledger
+        recent = [r.result for r in ledger.distinct_recent(run, stop_rule.window(stop)) if r.result]
+        signal_ = stop_rule.evaluate(recent, ledger.distinct_count(run), stop, run,
+                                     lambda: [r.result for r in ledger.distinct(run) if r.result])
+        if signal_ is None:
             return
-        path = stop.path_for(run)
+        path = self._stop_path(run)
         try:
-            written = write_stop_signal(path, payload)
+            written = write_stop_signal(path, signal_)
         except OSError as exc:  # e.g. a read-only signals volume: say so, retry while idle
             if run not in self._stop_retry:
-                self.log("stop_write_failed", run=run, path=str(path), error=f"{type(exc).__name__}: {exc}")
+                self.log.error("stop_write_failed", run=run, path=str(path),
+                               error=f"{type(exc).__name__}: {exc}")
             self._stop_retry.add(run)
             return
         self._stop_retry.discard(run)
-        self.ledger.record_stop(run, path, payload)
-        event = "stop_written" if written else "stop_file_exists"
-        self.log(
-            event,
-            run=run,
-            path=str(path),
-            network=payload.get("network"),
-            value=payload.get("value"),
-            threshold=payload.get("threshold"),
-            checkpoint=payload.get("checkpoint"),
-        )
+        self.ledger.record_stop(run, path, signal_.to_json())
+        fields = {"run": run, "path": str(path), "network": signal_.network,
+                  "value": None if signal_.value is None else round(signal_.value, 4),
+                  "threshold": stop.threshold, "checkpoint": signal_.checkpoint}
+        if written:
+            self.log.info("stop_written", **fields)
+        else:
+            self.log.warning("stop_file_exists", **fields)
+
+    def _stop_path(self, run: str) -> Path:
+        """The run's stop file, absolute (as every path in the logs and the ledger)."""
+        return Path(os.path.abspath(self.config.stop.path_for(run)))
 
     def _warn_stale_stop_file(self, run: str) -> None:
         """At start: a stop file already there stops a training job reading it at once (a
         signal left from an earlier run, or written by hand). Say so; never touch it."""
         assert self.ledger is not None
-        path = self.config.stop.path_for(run)
+        path = self._stop_path(run)
         if not self.config.stop.enabled or not os.path.lexists(path):
             return
         if self.ledger.stop_recorded(run):
@@ -325,13 +306,13 @@ class Daemon:
         else:
             detail = ("not written by this daemon; training reading it stops at once. Remove it "
                       "with `alphawatch signal clear` if it is stale")
-        self.log("stop_file_present", run=run, path=str(path), detail=detail)
+        self.log.warning("stop_file_present", run=run, path=str(path), detail=detail)
 
 
-def _alphas(result: dict[str, Any]) -> dict[str, float | None]:
-    """{network: alpha} for the log line."""
-    nets = result.get("networks") or {}
-    return {name: (net.get("summary") or {}).get("alpha") for name, net in nets.items()}
+def _alphas(result: CheckpointResult) -> dict[str, float | None]:
+    """{network: alpha} for the log line, to 4 decimals (alpha's noise is larger than that)."""
+    return {name: None if (a := net["summary"]["alpha"]) is None else round(a, 4)
+            for name, net in result["networks"].items()}
 
 
 def run_daemon(config: Config) -> int:
@@ -341,7 +322,7 @@ def run_daemon(config: Config) -> int:
     configure_logging(config.logging)
     daemon = Daemon(config)
     started = time.monotonic()
-    daemon.log("daemon_starting", runs=[r.name for r in config.runs], pid=os.getpid())
+    daemon.log.info("daemon_starting", runs=[r.name for r in config.runs], pid=os.getpid())
     code = daemon.run()
-    daemon.log("daemon_stopped", uptime_seconds=round(time.monotonic() - started, 1))
+    daemon.log.info("daemon_stopped", uptime_seconds=round(time.monotonic() - started, 1))
     return code

@@ -21,6 +21,20 @@ Life of a row (`status`):
     mark_gone marks a row whose file was deleted before analysis `skipped` (reason "gone").
     A changed file (size / mtime / inode) goes back to pending with attempts reset.
 
+Order: every query that lists checkpoints uses `alphawatch.ordering` (training order).
+Each row keeps its training-order anchor in `order_step` (its step, or for a step-less row
+the largest step written before it), refreshed whenever a step is learnt, so "the newest
+checkpoint" is an indexed lookup however long the run.
+
+Copies: `mark_done` stores `results.fingerprint` of the result; a done row with the same
+fingerprint as another and the same step (or no step) is a copy and points at its original
+with `copy_of` (see `_assign_copies`). The stop rule and the gauges
+read originals only (`distinct`), so `best_model.pt` saved next to `model_300.pt`, or a
+temp file renamed into place after it was analyzed, counts once.
+
+Retries: a transient failure waits before its next attempt (`not_before`), doubling from
+`retry_seconds`, so a file still being repaired is not burnt through its attempts at once.
+
 Every finished attempt (done or failed) is also appended to `attempts`, which never
 shrinks: `failure_counts` and `durations` read it, so the Prometheus counter
 `alphawatch_checkpoint_failures_total` and the duration histogram never go down.
@@ -33,23 +47,29 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alphawatch.errors import AlphawatchError
+from alphawatch.ordering import ANCHOR_SQL, DESC_SQL, ORDER_SQL
+from alphawatch.results import CheckpointResult, fingerprint
 from alphawatch.service.ledger_schema import (
+    ADDED_COLUMNS,
     COLUMNS,
-    DESC,
-    ORDER,
+    INDEXES,
     SCHEMA,
     SCHEMA_VERSION,
     STATUSES,
     TRANSIENT_REASONS,
     LedgerRow,
-    training_order,
 )
+
+# Rows the stop rule and the gauges read: analyzed, and not a copy of another.
+DISTINCT = "status = 'done' AND copy_of IS NULL"
+# Longest wait between two attempts of one checkpoint.
+MAX_RETRY_SECONDS = 600.0
 
 __all__ = ["STATUSES", "TRANSIENT_REASONS", "Ledger", "LedgerError", "LedgerRow"]
 
@@ -61,9 +81,12 @@ class LedgerError(AlphawatchError):
 class Ledger:
     """SQLite ledger at `path` (folder created if missing). See the module docstring."""
 
-    def __init__(self, path: Path, max_attempts: int = 3) -> None:
+    def __init__(self, path: Path, max_attempts: int = 3, *, retry_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.max_attempts = max_attempts
+        self.retry_seconds = retry_seconds
+        self.clock = clock
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,11 +121,33 @@ class Ledger:
                 if statement.strip():
                     cur.execute(statement)
             row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                cur.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
                     f"written by a newer alphawatch (schema {row[0]} > {SCHEMA_VERSION})")
+            if row is not None and int(row[0]) < SCHEMA_VERSION:
+                self._migrate(cur)
+            for statement in INDEXES.split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+            cur.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def _migrate(self, cur: sqlite3.Cursor) -> None:
+        """Schema 1 -> 2: add the columns, then derive them from what is stored."""
+        have = {r[1] for r in cur.execute("PRAGMA table_info(checkpoints)").fetchall()}
+        for name, kind in ADDED_COLUMNS:
+            if name not in have:
+                cur.execute(f"ALTER TABLE checkpoints ADD COLUMN {name} {kind}")
+        for (run,) in cur.execute("SELECT DISTINCT run FROM checkpoints").fetchall():
+            self._refresh_anchors(cur, run, None)
+        done = cur.execute("SELECT id, run, result FROM checkpoints WHERE status = 'done'").fetchall()
+        prints: dict[tuple[str, str], None] = {}
+        for row_id, run, text in done:
+            found = fingerprint(json.loads(text)) if text else None
+            cur.execute("UPDATE checkpoints SET fingerprint = ? WHERE id = ?", (found, row_id))
+            if found is not None:
+                prints[(run, found)] = None
+        for run, found in prints:
+            self._assign_copies(cur, run, found)
 
     def close(self) -> None:
         """Close the connection (the WAL is checkpointed into the main file)."""
@@ -133,7 +178,7 @@ class Ledger:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def _rows(self, where: str, params: tuple[Any, ...], order: str = ORDER) -> list[LedgerRow]:
+    def _rows(self, where: str, params: tuple[Any, ...], order: str = ORDER_SQL) -> list[LedgerRow]:
         rows = self._query(f"SELECT {COLUMNS} FROM checkpoints WHERE {where} ORDER BY {order}", params)
         return [LedgerRow._from_db(r) for r in rows]
 
@@ -149,25 +194,82 @@ class Ledger:
         attempts, reason and result are reset). A known, unchanged row keeps its status.
         """
         path = str(path)
-        now = time.time()
+        now = self.clock()
         with self._write() as cur:
             found = cur.execute(
-                "SELECT id, size, mtime_ns, inode FROM checkpoints WHERE run = ? AND path = ?",
+                "SELECT id, size, mtime_ns, inode, fingerprint FROM checkpoints WHERE run = ? AND path = ?",
                 (run, path)).fetchone()
             if found is None:
                 cur.execute(
                     "INSERT INTO checkpoints (run, path, size, mtime_ns, inode, step, status, seen_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)", (run, path, size, mtime_ns, inode, step, now))
-                return int(cur.lastrowid or 0), True
-            row_id, *identity = found
-            if identity == [size, mtime_ns, inode]:
+                row_id = int(cur.lastrowid or 0)
+                self._refresh_anchors(cur, run, row_id)
+                return row_id, True
+            row_id, old_size, old_mtime, old_inode, old_print = found
+            if [old_size, old_mtime, old_inode] == [size, mtime_ns, inode]:
                 return int(row_id), False
             cur.execute(
                 "UPDATE checkpoints SET size = ?, mtime_ns = ?, inode = ?, step = ?, status = 'pending',"
                 " attempts = 0, reason = NULL, message = NULL, seen_at = ?, started_at = NULL,"
-                " finished_at = NULL, duration_seconds = NULL, result = NULL WHERE id = ?",
+                " finished_at = NULL, duration_seconds = NULL, result = NULL, fingerprint = NULL,"
+                " copy_of = NULL, not_before = NULL WHERE id = ?",
                 (size, mtime_ns, inode, step, now, row_id))
+            self._refresh_anchors(cur, run, int(row_id), since=min(old_mtime or 0, mtime_ns or 0))
+            if old_print is not None:  # its copies need another original
+                self._assign_copies(cur, run, old_print)
             return int(row_id), True
+
+    def _refresh_anchors(self, cur: sqlite3.Cursor, run: str, row_id: int | None,
+                         since: int | None = None) -> None:
+        """Keep `order_step` true after row `row_id` (None: every row) got or changed its step.
+
+        A stepped row's anchor is its step. A step-less row's anchor can only change when a
+        stepped row written no later than it appears, changes or moves, so only step-less
+        rows at or after the changed row's mtime (or `since`, its mtime before a rewrite)
+        are recomputed: usually none, since the newest file is the one that changed.
+        """
+        if row_id is None:
+            cur.execute(f"UPDATE checkpoints SET order_step = COALESCE(step, {ANCHOR_SQL}) WHERE run = ?",
+                        (run,))
+            return
+        cur.execute(f"UPDATE checkpoints SET order_step = COALESCE(step, {ANCHOR_SQL}) WHERE id = ?",
+                    (row_id,))
+        if since is None:
+            since = cur.execute("SELECT mtime_ns FROM checkpoints WHERE id = ?", (row_id,)).fetchone()[0]
+        cur.execute(f"UPDATE checkpoints SET order_step = {ANCHOR_SQL} WHERE run = ? AND step IS NULL"
+                    " AND mtime_ns >= ?", (run, since or 0))
+
+    def _assign_copies(self, cur: sqlite3.Cursor, run: str, found: str) -> None:
+        """Among the run's done rows with fingerprint `found`, point every copy at its original.
+
+        A copy has the same weights as an original AND the same step, or no step at all: a
+        temp file or `best_model.pt` next to `model_300.pt`, a copied `last.ckpt`. The same
+        weights at two different known steps are two checkpoints (training went on, the
+        weights did not move): both count, so the newest step stays the newest. A step-less
+        copy belongs to the stepped original written last before it (else the first one).
+        """
+        rows = cur.execute("SELECT id, step, mtime_ns FROM checkpoints WHERE run = ? AND fingerprint = ?"
+                           " AND status = 'done' ORDER BY id", (run, found)).fetchall()
+        copy_of: dict[int, int | None] = {}
+        by_step: dict[int, int] = {}
+        for row_id, step, _ in rows:
+            if step is not None:
+                copy_of[row_id] = by_step.get(step)
+                by_step.setdefault(step, row_id)
+        stepped = sorted((mtime or 0, row_id) for row_id, step, mtime in rows if by_step.get(step) == row_id)
+        first_stepless: int | None = None
+        for row_id, step, mtime in rows:
+            if step is not None:
+                continue
+            before = [original for m, original in stepped if m <= (mtime or 0)]
+            if stepped:
+                copy_of[row_id] = before[-1] if before else stepped[0][1]
+            else:
+                copy_of[row_id] = first_stepless
+                first_stepless = first_stepless or row_id
+        for row_id, original in copy_of.items():
+            cur.execute("UPDATE checkpoints SET copy_of = ? WHERE id = ?", (original, row_id))
 
     def requeue_interrupted(self) -> int:
         """At startup: rows left `analyzing` by a crash go back to `pending`; return how many.
@@ -175,7 +277,7 @@ class Ledger:
         A row whose attempts are already used up (the daemon died on it every time) is
         marked failed with reason "worker_crashed" instead, so a crash loop stays bounded.
         """
-        now = time.time()
+        now = self.clock()
         with self._write() as cur:
             exhausted = cur.execute(
                 "SELECT id, run FROM checkpoints WHERE status = 'analyzing' AND attempts >= ?",
@@ -195,23 +297,26 @@ class Ledger:
     def claim_next(self, backlog: str = "all") -> LedgerRow | None:
         """Atomically move the next pending row to `analyzing` (attempts += 1) and return it.
 
-        Order: lowest step first, unknown step last, then mtime, then seen order. With
-        backlog "latest", every pending row of a run except its newest (highest known step,
-        see DESC) is first marked `skipped` with reason "backlog".
+        Order: training order (`alphawatch.ordering`), runs interleaved; a row waiting for
+        its retry time (`not_before`) is passed over until then. With backlog "latest",
+        every pending row of a run except its newest is first marked `skipped` with reason
+        "backlog".
         """
         if backlog not in ("all", "latest"):
             raise ValueError(f"backlog must be 'all' or 'latest', got {backlog!r}")
-        now = time.time()
+        now = self.clock()
         with self._write() as cur:
             if backlog == "latest":
                 cur.execute(
                     "UPDATE checkpoints SET status = 'skipped', reason = 'backlog',"
                     " message = 'a newer checkpoint of this run was pending (backlog: latest)',"
                     " finished_at = ? WHERE status = 'pending' AND id NOT IN ("
-                    f"  SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY run ORDER BY {DESC})"
+                    f"  SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY run ORDER BY {DESC_SQL})"
                     "   AS rank FROM checkpoints WHERE status = 'pending') WHERE rank = 1)", (now,))
             found = cur.execute(
-                f"SELECT id FROM checkpoints WHERE status = 'pending' ORDER BY {ORDER} LIMIT 1").fetchone()
+                "SELECT id FROM checkpoints WHERE status = 'pending'"
+                f" AND (not_before IS NULL OR not_before <= ?) ORDER BY {ORDER_SQL} LIMIT 1",
+                (now,)).fetchone()
             if found is None:
                 return None
             cur.execute("UPDATE checkpoints SET status = 'analyzing', attempts = attempts + 1,"
@@ -229,7 +334,13 @@ class Ledger:
             cur.execute("UPDATE checkpoints SET status = 'pending', attempts = MAX(attempts - 1, 0),"
                         " started_at = NULL WHERE id = ? AND status = 'analyzing'", (row_id,))
 
-    def mark_done(self, row_id: int, result: dict[str, Any], duration_seconds: float) -> bool:
+    def next_retry_at(self) -> float | None:
+        """When the earliest pending row waiting for its retry time becomes claimable."""
+        rows = self._query("SELECT MIN(not_before) FROM checkpoints WHERE status = 'pending'"
+                           " AND not_before IS NOT NULL")
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def mark_done(self, row_id: int, result: CheckpointResult, duration_seconds: float) -> bool:
         """Store the result of an `analyzing` row; return False if the row was not analyzing.
 
         (A file that changed while it was analyzed went back to pending: its stale result
@@ -242,22 +353,26 @@ class Ledger:
             self.mark_failed(row_id, "internal_error", f"the result is not strict JSON ({exc})",
                              duration_seconds)
             return False
-        now = time.time()
+        now = self.clock()
         # The checkpoint's own training step (from its content) replaces the one parsed from
-        # its name: `generation_12.pt` is step 12 by name but 6000 inside, and a name without
-        # a number (`best_model.pt`) must not sort as the newest checkpoint forever.
+        # its name: `generation_12.pt` is step 12 by name but 6000 inside.
         step = result.get("step")
         content_step = step if isinstance(step, int) and not isinstance(step, bool) else None
+        found = fingerprint(result)
         with self._write() as cur:
             cur.execute("UPDATE checkpoints SET status = 'done', reason = NULL, message = NULL, result = ?,"
-                        " finished_at = ?, duration_seconds = ?, step = COALESCE(?, step)"
-                        " WHERE id = ? AND status = 'analyzing'",
-                        (text, now, duration_seconds, content_step, row_id))
+                        " finished_at = ?, duration_seconds = ?, step = COALESCE(?, step), fingerprint = ?,"
+                        " copy_of = NULL, not_before = NULL WHERE id = ? AND status = 'analyzing'",
+                        (text, now, duration_seconds, content_step, found, row_id))
             if cur.rowcount == 0:
                 return False
+            run = cur.execute("SELECT run FROM checkpoints WHERE id = ?", (row_id,)).fetchone()[0]
+            if content_step is not None:
+                self._refresh_anchors(cur, run, row_id)
+            if found is not None:
+                self._assign_copies(cur, run, found)
             cur.execute("INSERT INTO attempts (checkpoint_id, run, outcome, duration_seconds, finished_at)"
-                        " SELECT id, run, 'done', ?, ? FROM checkpoints WHERE id = ?",
-                        (duration_seconds, now, row_id))
+                        " VALUES (?, ?, 'done', ?, ?)", (row_id, run, duration_seconds, now))
             return True
 
     def mark_failed(self, row_id: int, reason: str, message: str, duration_seconds: float) -> str | None:
@@ -266,7 +381,7 @@ class Ledger:
         Retried while attempts < max_attempts and `reason` is in TRANSIENT_REASONS; else
         `failed` for good. Returns None (and changes nothing) if the row was not analyzing.
         """
-        now = time.time()
+        now = self.clock()
         with self._write() as cur:
             found = cur.execute("SELECT run, attempts FROM checkpoints WHERE id = ? AND status = 'analyzing'",
                                 (row_id,)).fetchone()
@@ -274,9 +389,11 @@ class Ledger:
                 return None
             run, attempts = found
             status = "pending" if reason in TRANSIENT_REASONS and attempts < self.max_attempts else "failed"
+            wait = min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
             cur.execute("UPDATE checkpoints SET status = ?, reason = ?, message = ?, finished_at = ?,"
-                        " duration_seconds = ? WHERE id = ?",
-                        (status, reason, message, now, duration_seconds, row_id))
+                        " duration_seconds = ?, not_before = ? WHERE id = ?",
+                        (status, reason, message, now, duration_seconds,
+                         now + wait if status == "pending" else None, row_id))
             cur.execute("INSERT INTO attempts (checkpoint_id, run, outcome, reason, duration_seconds,"
                         " finished_at) VALUES (?, ?, 'failed', ?, ?, ?)",
                         (row_id, run, reason, duration_seconds, now))
@@ -291,7 +408,7 @@ class Ledger:
             cur.execute("UPDATE checkpoints SET status = 'skipped', reason = 'gone', message = ?,"
                         " attempts = MAX(attempts - 1, 0), finished_at = ?"
                         " WHERE id = ? AND status = 'analyzing'",
-                        (message, time.time(), row_id))
+                        (message, self.clock(), row_id))
             return cur.rowcount > 0
 
     def record_stop(self, run: str, path: str | Path, payload: dict[str, Any]) -> None:
@@ -299,7 +416,7 @@ class Ledger:
         text = json.dumps(payload, allow_nan=False)
         with self._write() as cur:
             cur.execute("INSERT OR REPLACE INTO stop_signals (run, path, payload, recorded_at)"
-                        " VALUES (?, ?, ?, ?)", (run, str(path), text, time.time()))
+                        " VALUES (?, ?, ?, ?)", (run, str(path), text, self.clock()))
 
     def clear_stop(self, run: str) -> bool:
         """Forget the run's stop record (`alphawatch signal clear --config`): the rule may
@@ -343,14 +460,23 @@ class Ledger:
                            " AND duration_seconds IS NOT NULL ORDER BY id", (run,))
         return [float(r[0]) for r in rows]
 
-    def done_rows(self, run: str) -> list[LedgerRow]:
-        """Analyzed checkpoints of the run in training order (the stop rule's input; see
-        `training_order` for checkpoints without a step)."""
-        return training_order(self._rows("run = ? AND status = 'done'", (run,)))
+    def distinct(self, run: str) -> list[LedgerRow]:
+        """The run's analyzed checkpoints, copies left out, in training order."""
+        return self._rows(f"run = ? AND {DISTINCT}", (run,))
+
+    def distinct_recent(self, run: str, count: int) -> list[LedgerRow]:
+        """The newest `count` of `distinct(run)`, still oldest first (the stop rule's window)."""
+        rows = self._rows(f"run = ? AND {DISTINCT}", (run,), order=f"{DESC_SQL} LIMIT {int(count)}")
+        return rows[::-1]
+
+    def distinct_count(self, run: str) -> int:
+        """How many distinct checkpoints of the run have been analyzed."""
+        rows = self._query(f"SELECT COUNT(*) FROM checkpoints WHERE run = ? AND {DISTINCT}", (run,))
+        return int(rows[0][0])
 
     def latest_done(self, run: str) -> LedgerRow | None:
-        """The newest analyzed checkpoint (highest known step; see DESC): what the gauges show."""
-        rows = self._rows("run = ? AND status = 'done'", (run,), order=f"{DESC} LIMIT 1")
+        """The newest distinct analyzed checkpoint in training order: what the gauges show."""
+        rows = self.distinct_recent(run, 1)
         return rows[0] if rows else None
 
     def last_finished_at(self, run: str) -> float | None:
@@ -370,7 +496,7 @@ class Ledger:
             return False
         try:
             with self._write() as cur:
-                cur.execute("INSERT OR REPLACE INTO meta VALUES ('ready_probe', ?)", (str(time.time()),))
+                cur.execute("INSERT OR REPLACE INTO meta VALUES ('ready_probe', ?)", (str(self.clock()),))
         except (sqlite3.Error, OSError):
             return False
         return True

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+from alphawatch.results import CheckpointResult
 
 STATUSES = ("pending", "analyzing", "done", "failed", "skipped")
 # Failures worth another try: the file or the machine may be fine next time.
 TRANSIENT_REASONS = frozenset({"timeout", "out_of_memory", "worker_crashed", "truncated", "unreadable"})
-SCHEMA_VERSION = 1
-# Claim order: lowest training step first, unknown steps last, then file age, then seen order.
-ORDER = "step IS NULL, step, mtime_ns, id"
-# Newest first, for "which checkpoint is the newest" (backlog: latest, the gauges): the
-# highest KNOWN step wins; a name without a step (`best_model.pt`, `last.ckpt`, a plain
-# state_dict) is usually a copy of an older or equal checkpoint, so it is the newest only
-# when no checkpoint of the run has a step.
-DESC = "step IS NULL, step DESC, mtime_ns DESC, id DESC"
+# 2: order_step (training-order anchor), fingerprint and copy_of (copies count once),
+#    not_before (retry backoff).
+SCHEMA_VERSION = 2
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,9 +38,12 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     finished_at REAL,
     duration_seconds REAL,
     result TEXT,
+    order_step INTEGER,
+    fingerprint TEXT,
+    copy_of INTEGER,
+    not_before REAL,
     UNIQUE (run, path)
 );
-CREATE INDEX IF NOT EXISTS checkpoints_status ON checkpoints (status, run);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     checkpoint_id INTEGER NOT NULL,
@@ -53,7 +53,6 @@ CREATE TABLE IF NOT EXISTS attempts (
     duration_seconds REAL,
     finished_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS attempts_run ON attempts (run, outcome);
 CREATE TABLE IF NOT EXISTS stop_signals (
     run TEXT PRIMARY KEY,
     path TEXT NOT NULL,
@@ -61,11 +60,22 @@ CREATE TABLE IF NOT EXISTS stop_signals (
     recorded_at REAL NOT NULL
 );
 """
+# Created after ADDED_COLUMNS exist (a schema-1 file gains them first).
+INDEXES = """
+CREATE INDEX IF NOT EXISTS checkpoints_status ON checkpoints (status, run);
+CREATE INDEX IF NOT EXISTS attempts_run ON attempts (run, outcome);
+CREATE INDEX IF NOT EXISTS checkpoints_order ON checkpoints (run, order_step, mtime_ns, id);
+CREATE INDEX IF NOT EXISTS checkpoints_fingerprint ON checkpoints (run, fingerprint);
+CREATE INDEX IF NOT EXISTS checkpoints_stepped ON checkpoints (run, step, mtime_ns);
+"""
+# Columns added since schema 1 (ALTER TABLE ... ADD COLUMN, in this order).
+ADDED_COLUMNS = (("order_step", "INTEGER"), ("fingerprint", "TEXT"), ("copy_of", "INTEGER"),
+                 ("not_before", "REAL"))
 
 FIELDS = ("id", "run", "path", "size", "mtime_ns", "inode", "step", "status", "attempts", "reason",
-           "message", "seen_at", "started_at", "finished_at", "duration_seconds", "result")
-COLUMNS = ("id, run, path, size, mtime_ns, inode, step, status, attempts, reason, message, "
-            "seen_at, started_at, finished_at, duration_seconds, result")
+           "message", "seen_at", "started_at", "finished_at", "duration_seconds", "result",
+           "fingerprint", "copy_of")
+COLUMNS = ", ".join(FIELDS)
 
 
 @dataclass(frozen=True)
@@ -87,32 +97,13 @@ class LedgerRow:
     started_at: float | None
     finished_at: float | None
     duration_seconds: float | None
-    result: dict[str, Any] | None
+    result: CheckpointResult | None
+    fingerprint: str | None  # results.fingerprint of the result (None: cannot tell copies apart)
+    copy_of: int | None  # the row this one is a copy of (same fingerprint); None for originals
 
     @classmethod
     def _from_db(cls, row: tuple[Any, ...]) -> LedgerRow:
         values = dict(zip(FIELDS, row, strict=True))
         text = values["result"]
-        values["result"] = json.loads(text) if text is not None else None
+        values["result"] = cast(CheckpointResult, json.loads(text)) if text is not None else None
         return cls(**values)
-
-
-def training_order(rows: list[LedgerRow]) -> list[LedgerRow]:
-    """Rows in training order: known steps ascending; a row without a step goes where its
-    mtime puts it among them (after every stepped row written no later than it).
-
-    Why not "unknown last" (the claim order): `torch.save(model.state_dict(),
-    "best_model.pt")` next to `model_<epoch>.pt` has no step anywhere, and sorting it last
-    would make a stale best model the stop rule's "newest checkpoint" forever.
-    """
-    known = sorted((r for r in rows if r.step is not None), key=lambda r: (r.step, r.mtime_ns or 0, r.id))
-    unknown = sorted((r for r in rows if r.step is None), key=lambda r: (r.mtime_ns or 0, r.id))
-    out: list[LedgerRow] = []
-    i = 0
-    for row in known:
-        while i < len(unknown) and (unknown[i].mtime_ns or 0) < (row.mtime_ns or 0):
-            out.append(unknown[i])
-            i += 1
-        out.append(row)
-    out.extend(unknown[i:])
-    return out

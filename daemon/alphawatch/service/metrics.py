@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -29,12 +29,16 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from alphawatch import __version__
 from alphawatch.analysis.health import HEALTH_STATES
+from alphawatch.config import Config
 from alphawatch.errors import REASONS
+from alphawatch.results import NetworkResult
 from alphawatch.service.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -79,7 +83,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
                                                      "during this scrape."),
 }
 # Summary gauge -> key in NetworkResult["summary"]
-_SUMMARY_GAUGES = {
+_SummaryKey = Literal["alpha", "alpha_min", "alpha_max", "stable_rank_mean", "log_spectral_norm_mean",
+                      "layers_analyzed"]
+_SUMMARY_GAUGES: dict[str, _SummaryKey] = {
     "alphawatch_alpha": "alpha",
     "alphawatch_alpha_min": "alpha_min",
     "alphawatch_alpha_max": "alpha_max",
@@ -87,8 +93,11 @@ _SUMMARY_GAUGES = {
     "alphawatch_log_spectral_norm_mean": "log_spectral_norm_mean",
     "alphawatch_layers_analyzed": "layers_analyzed",
 }
-_DEAD_GAUGES = {"alphawatch_dead_neurons": "count", "alphawatch_neurons": "total",
-                "alphawatch_dead_neuron_ratio": "ratio"}
+_DEAD_GAUGES: dict[str, Literal["count", "total", "ratio"]] = {
+    "alphawatch_dead_neurons": "count",
+    "alphawatch_neurons": "total",
+    "alphawatch_dead_neuron_ratio": "ratio",
+}
 
 
 def _family(name: str) -> Any:
@@ -120,6 +129,19 @@ def histogram_buckets(values: Sequence[float], bounds: Sequence[float] = DURATIO
         out.append((floatToGoString(bound), float(i)))
     out.append(("+Inf", float(len(ordered))))
     return out
+
+
+def build_registry(ledger: Ledger, config: Config) -> CollectorRegistry:
+    """The daemon's private registry: every alphawatch_* family, plus the standard
+    `process_*` (CPU, memory, open descriptors, start time) and `python_info` families,
+    which every Prometheus user expects to find on a scrape target."""
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(ledger, runs=[run.name for run in config.runs],
+                                      per_layer=config.metrics.per_layer,
+                                      per_layer_limit=config.metrics.per_layer_limit))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
 
 
 class LedgerCollector(Collector):
@@ -171,15 +193,15 @@ class LedgerCollector(Collector):
         for run in sorted(set(self.runs) or set(self.ledger.runs())):
             self._run_families(fam, run)
             latest = self.ledger.latest_done(run)
-            if latest is None or not isinstance(latest.result, dict):
+            if latest is None or latest.result is None:
                 continue
-            step = _number(latest.step if latest.step is not None else latest.result.get("step"))
+            step = _number(latest.step if latest.step is not None else latest.result["step"])
             if step is not None:
                 fam["alphawatch_checkpoint_step"].add_metric([run], step)
-            for network, result in sorted((latest.result.get("networks") or {}).items()):
-                self._network_families(fam, run, str(network), result if isinstance(result, dict) else {})
+            for network, result in sorted(latest.result["networks"].items()):
+                self._network_families(fam, run, network, result)
                 if self.per_layer:
-                    layer_series = self._layer_families(fam, run, str(network), result, layer_series)
+                    layer_series = self._layer_families(fam, run, network, result, layer_series)
         if not self.per_layer:
             del fam["alphawatch_layer_alpha"]
         return list(fam.values())
@@ -199,32 +221,31 @@ class LedgerCollector(Collector):
             fam["alphawatch_last_analysis_timestamp_seconds"].add_metric([run], finished)
 
     @staticmethod
-    def _network_families(fam: dict[str, Any], run: str, network: str, result: dict[str, Any]) -> None:
-        summary = result.get("summary") or {}
+    def _network_families(fam: dict[str, Any], run: str, network: str, result: NetworkResult) -> None:
+        summary = result["summary"]
         for name, key in _SUMMARY_GAUGES.items():
-            value = _number(summary.get(key))
+            value = _number(summary[key])
             if value is not None:
                 fam[name].add_metric([run, network], value)
-        dead = summary.get("dead_neurons") or {}
-        for name, key in _DEAD_GAUGES.items():
-            value = _number(dead.get(key)) if isinstance(dead, dict) else None
+        dead = summary["dead_neurons"]
+        for name, dead_key in _DEAD_GAUGES.items():
+            value = _number(dead[dead_key])
             if value is not None:
                 fam[name].add_metric([run, network], value)
-        verdict = summary.get("health") if summary.get("health") in HEALTH_STATES else "unknown"
+        verdict = summary["health"] if summary["health"] in HEALTH_STATES else "unknown"
         for state in HEALTH_STATES:
             fam["alphawatch_health"].add_metric([run, network, state], 1.0 if state == verdict else 0.0)
 
-    def _layer_families(self, fam: dict[str, Any], run: str, network: str, result: Any,
+    def _layer_families(self, fam: dict[str, Any], run: str, network: str, result: NetworkResult,
                         used: int) -> int:
-        layers = result.get("layers") if isinstance(result, dict) else None
-        for layer in layers or []:
+        for layer in result["layers"]:
             if used >= self.per_layer_limit:
                 break
-            value = _number(layer.get("alpha")) if isinstance(layer, dict) else None
+            value = _number(layer["alpha"])
             if value is not None:
-                fam["alphawatch_layer_alpha"].add_metric([run, network, str(layer.get("name"))], value)
+                fam["alphawatch_layer_alpha"].add_metric([run, network, layer["name"]], value)
                 used += 1
         return used
 
 
-__all__ = ["DURATION_BUCKETS", "METRICS", "LedgerCollector", "histogram_buckets"]
+__all__ = ["DURATION_BUCKETS", "METRICS", "LedgerCollector", "build_registry", "histogram_buckets"]

@@ -1,18 +1,21 @@
 """Which watchdog observer to use for a folder, and building it.
 
-Why this matters: inotify only reports changes made through the local kernel. On
-NFS/SMB, FUSE mounts and folders shared into a VM (9p, virtiofs, vboxsf, Docker
-Desktop's grpcfuse), files written by another machine or by the host never raise
-an inotify event, so a daemon relying on it would silently see nothing. `auto`
-therefore looks up the filesystem type of the watched path in
-/proc/self/mountinfo and polls on those; everywhere else it uses inotify (with
-close-after-write events), and falls back to polling if inotify cannot be set up
-(no inotify on this OS, watch or instance limits reached).
+Why this matters: native file events (inotify, FSEvents, ReadDirectoryChangesW) only
+report changes made through the local kernel. On NFS/SMB, FUSE mounts and folders shared
+into a VM (9p, virtiofs, vboxsf, Docker Desktop's grpcfuse), files written by another
+machine or by the host raise no event, so a daemon relying on them would silently see
+nothing. `auto` therefore looks up the filesystem type of the watched path
+(/proc/self/mountinfo on Linux, `mount`'s table on macOS) and polls on those; everywhere
+else it uses the platform's native observer: inotify on Linux (with close-after-write
+events), FSEvents on macOS, the Windows API, kqueue on BSD (watchdog's `Observer`). It
+falls back to polling if the native one cannot be set up (watch or instance limits).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +55,15 @@ POLLING_FSTYPES = frozenset(
         "fuse",
         "fuseblk",
         "sshfs",
+        "afpfs",
+        "webdav",
     }
 )
 
 
 @dataclass(frozen=True)
 class ObserverChoice:
-    kind: str  # "inotify" | "polling"
+    kind: str  # "inotify" | "native" | "polling"
     reason: str  # one phrase for the log: why this kind
 
 
@@ -76,6 +81,39 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
+def _mountinfo_table(text: str) -> list[tuple[str, str]]:
+    """(mount point, fstype) from Linux's /proc/self/mountinfo."""
+    table = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if sep and len(fields) >= 5 and right.split():
+            table.append((_unescape(fields[4]), right.split()[0]))
+    return table
+
+
+# macOS / BSD `mount` lines: "map auto_home on /System/Volumes/Data/home (autofs, automounted)"
+_MOUNT_LINE = re.compile(r"^.* on (?P<point>/.*?) \((?P<fstype>[^,)]+)")
+
+
+def mount_table(text: str) -> list[tuple[str, str]]:
+    """(mount point, fstype) from the output of `mount` on macOS and the BSDs."""
+    return [(m["point"], m["fstype"].strip()) for line in text.splitlines() if (m := _MOUNT_LINE.match(line))]
+
+
+def _system_table(mountinfo: str) -> list[tuple[str, str]]:
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as fh:
+            return _mountinfo_table(fh.read())
+    except OSError:
+        pass
+    try:  # no /proc: macOS, BSD
+        out = subprocess.run(["mount"], capture_output=True, text=True, timeout=5, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return mount_table(out)
+
+
 def filesystem_type(path: Path, mountinfo: str = "/proc/self/mountinfo") -> str | None:
     """fstype of the mount holding `path` (or its nearest existing parent); None if unknown."""
     probe = Path(os.path.abspath(path))
@@ -83,27 +121,17 @@ def filesystem_type(path: Path, mountinfo: str = "/proc/self/mountinfo") -> str 
         probe = probe.parent
     real = os.path.realpath(probe)
     best, best_type = "", None
-    try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        left, sep, right = line.partition(" - ")
-        fields = left.split()
-        if not sep or len(fields) < 5 or not right.split():
-            continue
-        mount_point = _unescape(fields[4])
+    for mount_point, fstype in _system_table(mountinfo):
         inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
         if inside and len(mount_point) >= len(best):
-            best, best_type = mount_point, right.split()[0]
+            best, best_type = mount_point, fstype
     return best_type
 
 
 def needs_polling(fstype: str | None) -> bool:
     if fstype is None:
         return False
-    return fstype in POLLING_FSTYPES or fstype.startswith("fuse.") or fstype.startswith("nfs")
+    return fstype in POLLING_FSTYPES or fstype.startswith(("fuse.", "nfs", "macfuse", "osxfuse"))
 
 
 def choose_observer(requested: str, path: Path) -> ObserverChoice:
@@ -112,18 +140,22 @@ def choose_observer(requested: str, path: Path) -> ObserverChoice:
         return ObserverChoice("polling", "configured")
     if requested == "inotify":
         return ObserverChoice("inotify", "configured")
-    if not sys.platform.startswith("linux"):
-        return ObserverChoice("polling", f"no inotify on {sys.platform}")
     fstype = filesystem_type(path)
     if needs_polling(fstype):
-        return ObserverChoice("polling", f"{fstype} filesystem: inotify misses remote writes")
-    return ObserverChoice("inotify", f"local {fstype or 'unknown'} filesystem")
+        return ObserverChoice("polling", f"{fstype} filesystem: file events miss remote writes")
+    if sys.platform.startswith("linux"):
+        return ObserverChoice("inotify", f"local {fstype or 'unknown'} filesystem")
+    return ObserverChoice("native", f"local {fstype or 'unknown'} filesystem on {sys.platform}")
 
 
 def make_observer(kind: str, polling_interval: float) -> BaseObserver:
-    """A fresh, unstarted observer; raises on platforms without inotify."""
+    """A fresh, unstarted observer; raises where the kind cannot work (inotify off Linux)."""
     if kind == "polling":
         return PollingObserver(timeout=polling_interval)
+    if kind == "native":
+        from watchdog.observers import Observer
+
+        return Observer()  # type: ignore[no-any-return]
     from watchdog.observers.inotify import InotifyObserver
 
     return InotifyObserver()

@@ -1,8 +1,7 @@
-"""Path facts the watcher, the daemon and the worker share (stdlib only).
+"""What makes one version of a checkpoint distinct (stdlib only).
 
-Why a module of its own: "does this path stay inside the watched folder?" is a
-security decision, so it is written once and used at every hop (watcher, daemon,
-worker) rather than re-derived slightly differently in each.
+"Does this path stay inside the watched folder?" is not here: it is
+`alphawatch.checkpoints.safety.resolve_within`, the one check every hop uses.
 """
 
 from __future__ import annotations
@@ -20,19 +19,6 @@ class Identity:
     size: int
     mtime_ns: int
     inode: int
-
-
-def resolves_within(path: Path, root: Path) -> bool:
-    """True when `path`, with every symlink resolved, is `root` itself or lies under it.
-
-    A dangling link or an unreadable path is *not* within (we cannot prove it is).
-    """
-    try:
-        real = Path(os.path.realpath(path, strict=True))
-        real_root = Path(os.path.realpath(root, strict=True))
-    except (OSError, RuntimeError):
-        return False
-    return real == real_root or real_root in real.parents
 
 
 def identity_of(path: Path) -> Identity | None:

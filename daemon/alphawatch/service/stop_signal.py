@@ -1,8 +1,12 @@
 """Write and read the stop-signal file, atomically and without ever overwriting one.
 
-    write_stop_signal(path, payload) -> bool     # False: a file is already there, nothing written
-    read_stop_signal(path) -> dict | None        # None: no file; ValueError: not a valid signal
+    write_stop_signal(path, signal) -> bool      # False: a file is already there, nothing written
+    read_stop_signal(path) -> Signal | None      # None: no file; ValueError: not a valid signal
     remove_stop_signal(path) -> bool             # for `alphawatch signal clear` only
+
+The file's fields are `alphawatch.client.Signal`'s: the daemon writes `Signal.to_json()` and
+reads with the client's own `parse_signal`, so the writer, `alphawatch signal status` and
+the training side share one field list and one parser.
 
 Why this sequence (measured: 60 random kill -9s during naive rewrites left 4 corrupt
 files; this left 0): the JSON goes into a temp file in the SAME folder (same
@@ -24,9 +28,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
-MAX_SIGNAL_BYTES = 1 << 20  # a signal is a few hundred bytes; refuse to read huge files
+from alphawatch.client import MAX_SIGNAL_BYTES, Signal, parse_signal
+
 _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
 
 
@@ -44,15 +48,15 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_stop_signal(path: str | Path, payload: dict[str, Any]) -> bool:
-    """Atomically create the stop file at `path` with `payload` as JSON.
+def write_stop_signal(path: str | Path, signal: Signal) -> bool:
+    """Atomically create the stop file at `path` holding `signal`.
 
     Returns True when this call created it, False (writing nothing) when a file or
     link already exists there. Creates the folder if missing. Raises OSError for real
     I/O problems (no permission, disk full) and ValueError for a non-JSON payload.
     """
     path = Path(path)
-    text = json.dumps(payload, allow_nan=False, indent=2, sort_keys=False) + "\n"
+    text = json.dumps(signal.to_json(), allow_nan=False, indent=2, sort_keys=False) + "\n"
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(path):
@@ -81,11 +85,11 @@ def write_stop_signal(path: str | Path, payload: dict[str, Any]) -> bool:
     return True
 
 
-def read_stop_signal(path: str | Path) -> dict[str, Any] | None:
-    """The signal's JSON object, or None when there is no file.
+def read_stop_signal(path: str | Path) -> Signal | None:
+    """The signal in the file, or None when there is no file.
 
     Raises ValueError (one sentence naming the path) when a file is there but is not a
-    stop signal: a folder, too large, not UTF-8, not JSON, not a JSON object.
+    stop signal: a folder, too large, not UTF-8, not JSON, not an object, no `stop` field.
     OSError (e.g. permission denied) propagates.
     """
     path = Path(path)
@@ -98,13 +102,10 @@ def read_stop_signal(path: str | Path) -> dict[str, Any] | None:
         raise ValueError(f"{path} is a directory, not a stop-signal file") from None
     if len(data) > MAX_SIGNAL_BYTES:
         raise ValueError(f"{path} is larger than {MAX_SIGNAL_BYTES} bytes: not a stop signal")
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} holds JSON {type(obj).__name__}, not an object: not a stop signal")
-    return obj
+    signal, problem = parse_signal(data)
+    if signal is None:
+        raise ValueError(f"{path} {problem}: not a stop signal")
+    return signal
 
 
 def remove_stop_signal(path: str | Path) -> bool:

@@ -14,11 +14,14 @@ it is handed on once
 3. `alphawatch.checkpoints.is_complete(path)` accepts its structure (zip central
    directory, safetensors header, `trainer_state.json`, DCP `.metadata`).
 
-A *file* that stays structurally incomplete but untouched for the stale hold
-(`max(rescan_interval, 10 x quiet period)`) is handed on anyway, marked
-`incomplete`, so a truncated or garbage file becomes a failed ledger row with a
-reason instead of vanishing. A symlink resolving outside the watched folder is
-handed on marked `outside_watch` without reading its target (the daemon refuses it).
+A file whose bytes can never become a checkpoint (not a format we read, a code-running
+pickle) is handed on after the quiet period, so its failure is reported at once. A
+*file* that stays structurally incomplete but untouched for the stale hold
+(`max(rescan_interval, 10 x quiet period)`) is handed on anyway, marked `incomplete`,
+so a truncated file becomes a failed ledger row with a reason instead of vanishing. A
+symlink that leads outside the watched folder (or nowhere) is handed on marked with the
+reason, without reading its target (the daemon refuses it). Which folders are one
+checkpoint is `alphawatch.checkpoints.is_checkpoint_folder`, the rule the CLI uses too.
 
 A startup scan and a periodic rescan catch what the observer missed; a folder
 that does not exist yet is waited for; one deleted and recreated is re-armed.
@@ -28,12 +31,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import (
     DirDeletedEvent,
@@ -44,17 +47,18 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 
+from alphawatch.checkpoints import completeness, is_checkpoint_folder
+from alphawatch.checkpoints.safety import resolve_within
 from alphawatch.config import RunConfig, WatchConfig
+from alphawatch.errors import CheckpointError
 from alphawatch.service.observers import choose_observer, make_observer
-from alphawatch.service.paths import Identity, identity_of, resolves_within
-
-_CHECKPOINT_DIR = re.compile(r"^(checkpoint|global_step|step)[-_=]?\d+$")
-_DIR_MARKERS = (".metadata", "trainer_state.json", "model.safetensors.index.json", "config.json")
+from alphawatch.service.paths import Identity, identity_of
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A checkpoint ready for the ledger. `note`: None, "incomplete" or "outside_watch"."""
+    """A checkpoint ready for the ledger. `note`: None, "incomplete", or the reason a link is
+    refused ("outside_watch", "unreadable")."""
 
     run: str
     path: Path
@@ -70,13 +74,6 @@ class _Pending:
     writers: set[str] = field(default_factory=set)  # files modified and not yet closed (inotify)
 
 
-LogFn = Callable[..., None]
-
-
-def _no_log(event: str, **kw: object) -> None:
-    return None
-
-
 class _Handler(FileSystemEventHandler):
     """Turns watchdog events into candidate touches (runs on the observer's thread)."""
 
@@ -90,8 +87,8 @@ class _Handler(FileSystemEventHandler):
             w.root_gone.set()
             return
         if event.event_type == "moved":
-            if src is not None:
-                w.touch(src)
+            if src is not None:  # the name a writer had open is gone: that writer is done
+                w.touch(src, closed=True)
             w.touch(Path(os.fsdecode(event.dest_path)), closed=True)
         elif isinstance(event, FileModifiedEvent) and src is not None:
             w.touch(src, writing=True)
@@ -109,9 +106,12 @@ class RunWatcher:
         run: RunConfig,
         cfg: WatchConfig,
         emit: Callable[[Candidate], None],
-        log: LogFn = _no_log,
+        logger: Any = None,
     ) -> None:
-        self.run, self.cfg, self.emit, self.log = run, cfg, emit, log
+        from alphawatch.service.logging import get_logger
+
+        self.run, self.cfg, self.emit = run, cfg, emit
+        self.log = logger if logger is not None else get_logger("alphawatch.watch")
         self.root = Path(os.path.abspath(run.watch))
         self.root_gone = threading.Event()
         self.observer_kind: str | None = None
@@ -157,7 +157,7 @@ class RunWatcher:
             entry = self._pending.get(cand)
             if entry is None:
                 entry = self._pending[cand] = _Pending()
-                self.log("checkpoint_seen", run=self.run.name, path=str(cand))
+                self.log.info("checkpoint_seen", run=self.run.name, path=str(cand))
             if writing:
                 entry.writers.add(str(path))
             elif closed:
@@ -181,7 +181,7 @@ class RunWatcher:
                 # a file, a link or a path that is gone: only the last component can be one
                 at_top_or_deep = self.run.recursive or i == 0
                 return cur if at_top_or_deep and i == len(parts) - 1 else None
-            if _is_ckpt_dir(cur):
+            if is_checkpoint_folder(cur):
                 return cur  # a folder that is one checkpoint (HF, DCP, save_pretrained)
             if not self.run.recursive:
                 return None  # other folders are only descended into with `recursive`
@@ -194,18 +194,21 @@ class RunWatcher:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self._step(time.monotonic())
+                self.step(time.monotonic())
             except Exception as exc:  # never let the watcher thread die silently
-                self.log("watch_error", run=self.run.name, error=f"{type(exc).__name__}: {exc}")
+                self.log.error("watch_error", run=self.run.name, error=f"{type(exc).__name__}: {exc}")
             self._stop.wait(self.tick)
 
-    def _step(self, now: float) -> None:
+    def step(self, now: float) -> None:
+        """One turn of the loop at time `now` (monotonic seconds). The loop passes the real
+        clock; tests call it with a fake one, without start(), so no time passes unseen."""
         self._check_root()
         if self._observer is None:
             return
         if now >= self._next_rescan:
             self.rescan()
-            self._next_rescan = now + self.cfg.rescan_interval_seconds
+            interval = self.cfg.rescan_interval_seconds  # 0: only the scan when the folder is armed
+            self._next_rescan = now + interval if interval > 0 else float("inf")
         self._process(now)
 
     def _check_root(self) -> None:
@@ -218,7 +221,7 @@ class RunWatcher:
             not self._observer.is_alive() or any(not e.is_alive() for e in self._observer.emitters)
         )
         if self._observer is not None and (self.root_gone.is_set() or current != self._armed_id or dead):
-            self.log("watch_folder_lost", run=self.run.name, folder=str(self.root))
+            self.log.warning("watch_folder_lost", run=self.run.name, folder=str(self.root))
             self._disarm()
         if self._observer is None and current is not None:
             self._arm(current)
@@ -232,13 +235,13 @@ class RunWatcher:
             if kind == "polling":
                 raise
             error = f"{type(exc).__name__}: {exc}"
-            self.log("observer_fallback", run=self.run.name, wanted=kind, error=error)
+            self.log.warning("observer_fallback", run=self.run.name, wanted=kind, error=error)
             kind, reason = "polling", f"inotify unavailable ({exc})"
             observer = self._start_observer(kind)
         self.root_gone.clear()
         self._observer, self.observer_kind, self._armed_id = observer, kind, root_id
         self._next_rescan = 0.0  # scan at once: the startup scan, or what appeared while away
-        self.log("watch_started", run=self.run.name, folder=str(self.root), observer=kind, reason=reason)
+        self.log.info("watch_started", run=self.run.name, folder=str(self.root), observer=kind, reason=reason)
 
     def _start_observer(self, kind: str) -> BaseObserver:
         observer = make_observer(kind, self.cfg.polling_interval_seconds)
@@ -301,7 +304,9 @@ class RunWatcher:
     def _judge(self, cand: Path, entry: _Pending, now: float) -> str | None:
         """Decide one pending candidate; returns a verdict when it leaves the pending set."""
         ident = identity_of(cand)
-        if ident is None:
+        if ident is None:  # renamed away (a temp file) or deleted before it settled
+            if self._settled.get(cand) is None:
+                self.log.info("checkpoint_vanished", run=self.run.name, path=str(cand))
             return "gone"
         if ident != entry.identity:
             entry.identity, entry.changed_at = ident, now
@@ -325,16 +330,15 @@ class RunWatcher:
         return verdict
 
     def _classify(self, cand: Path, quiet: float) -> str | None:
-        """None (complete), "outside_watch", "incomplete", "duplicate", "dormant" or "wait"."""
+        """None (hand it on), "incomplete", a link's refusal reason, "duplicate", "dormant" or "wait"."""
         if os.path.islink(cand):
-            if not resolves_within(cand, self.root):
-                return "outside_watch"  # never read the target: it is not ours to open
-            target = Path(os.path.realpath(cand))
+            try:
+                target = resolve_within(cand, self.root)
+            except CheckpointError as exc:
+                return exc.reason  # never read the target: it is not ours to open
             if self.candidate_for(target) == target:
                 return "duplicate"  # e.g. Lightning's last.ckpt link: the target is analyzed itself
-        from alphawatch.checkpoints import is_complete
-
-        if is_complete(cand):
+        if completeness(cand) != "incomplete":  # complete, or never a checkpoint: say so now
             return None
         if quiet < self.stale_hold:
             return "wait"
@@ -345,21 +349,10 @@ class RunWatcher:
             self.emit(cand)
         except Exception as exc:  # the ledger may be briefly unavailable: retry after a quiet period
             error = f"{type(exc).__name__}: {exc}"
-            self.log("watch_emit_failed", run=cand.run, path=str(cand.path), error=error)
+            self.log.warning("watch_emit_failed", run=cand.run, path=str(cand.path), error=error)
             return None
         self._settled[cand.path] = cand.identity
         return "emitted"
-
-
-def _is_ckpt_dir(path: Path) -> bool:
-    """Folders that are one checkpoint (HF Trainer, DCP, save_pretrained), not a folder of them."""
-    if _CHECKPOINT_DIR.match(path.name):
-        return True
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return False
-    return any(n in _DIR_MARKERS or n.endswith(".distcp") for n in names)
 
 
 def _step_of(path: Path) -> int | None:

@@ -24,19 +24,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alphawatch.analysis.options import AnalysisOptions
 from alphawatch.config import WorkerConfig
-
-LogFn = Callable[..., None]
-
-
-def _no_log(event: str, **kw: object) -> None:
-    return None
+from alphawatch.results import CheckpointResult
 
 
 class WorkerStartError(RuntimeError):
@@ -61,21 +55,9 @@ class Outcome:
 
     ok: bool
     duration: float
-    result: dict[str, Any] | None = None
+    result: CheckpointResult | None = None
     reason: str | None = None
     message: str | None = None
-
-
-def options_to_json(options: AnalysisOptions) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(options):
-        value = getattr(options, f.name)
-        if f.name == "network_patterns":
-            value = {k: list(v) for k, v in dict(value).items()}
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
 
 
 class AnalysisWorker:
@@ -85,11 +67,14 @@ class AnalysisWorker:
         self,
         cfg: WorkerConfig,
         options: AnalysisOptions,
-        log: LogFn = _no_log,
+        logger: Any = None,
         python: str = sys.executable,
         startup_timeout: float = 180.0,
     ) -> None:
-        self.cfg, self.options, self.log, self.python = cfg, options, log, python
+        from alphawatch.service.logging import get_logger
+
+        self.cfg, self.options, self.python = cfg, options, python
+        self.log = logger if logger is not None else get_logger("alphawatch.worker")
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._req: Any = None
@@ -124,7 +109,7 @@ class AnalysisWorker:
                 self._reap()
                 raise WorkerStartError(f"analysis worker sent {msg!r} instead of its ready line")
             self._ready = msg
-            self.log(
+            self.log.info(
                 "worker_ready",
                 pid=msg.get("pid"),
                 baseline_vm_mb=msg.get("baseline_vm_mb"),
@@ -135,7 +120,8 @@ class AnalysisWorker:
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         cfg = self.cfg
-        settings = {"threads": cfg.threads, "nice": cfg.nice, "memory_limit_mb": cfg.memory_limit_mb}
+        settings = {"threads": cfg.threads, "nice": cfg.nice, "memory_limit_mb": cfg.memory_limit_mb,
+                    "parent_pid": os.getpid(), "options": self.options.to_json()}
         try:
             self._proc = subprocess.Popen(
                 [self.python, "-m", "alphawatch.service.worker_main", str(resp_w), json.dumps(settings)],
@@ -212,7 +198,7 @@ class AnalysisWorker:
         old = self.pid
         self._reap()
         self.restarts += 1
-        self.log("worker_replaced", old_pid=old, why=why)
+        self.log.warning("worker_replaced", old_pid=old, why=why)
         self._spawn()  # warm up in the background; the next analyze() waits for its ready line
 
     # ---------------------------------------------------------------- requests
@@ -222,13 +208,7 @@ class AnalysisWorker:
             self._replace(f"found dead while idle (exit {self._proc.returncode})")
         self.start()
         self._seq += 1
-        request = {
-            "id": self._seq,
-            "path": str(path),
-            "root": str(root) if root else None,
-            "options": options_to_json(self.options),
-            "memory_limit_mb": self.cfg.memory_limit_mb,
-        }
+        request = {"id": self._seq, "path": str(path), "root": str(root) if root else None}
         started = time.monotonic()
         try:
             self._req.write((json.dumps(request) + "\n").encode())
@@ -246,25 +226,44 @@ class AnalysisWorker:
             if self._abandon.is_set():
                 self._reap()
                 raise Abandoned(str(path)) from None
-            code = self._proc.poll() if self._proc is not None else None
-            time.sleep(0.1)  # let the stderr thread catch the last words
-            detail = self.stderr_tail()
-            self._replace(f"died (exit {code})")
+            how = self._death()
+            self._replace(f"died ({how})")
             return Outcome(
                 False,
                 time.monotonic() - started,
                 reason="worker_crashed",
-                message=f"{path}: the analysis worker died (exit {code}): {detail}",
+                message=f"{path}: the analysis worker died ({how}): {self.stderr_tail()}",
             )
         outcome = Outcome(
             ok=bool(msg.get("ok")),
             duration=float(msg.get("duration", time.monotonic() - started)),
-            result=msg.get("result"),
+            result=cast(CheckpointResult | None, msg.get("result")),
             reason=msg.get("reason"),
             message=msg.get("message"),
         )
         self._maybe_recycle(msg)
         return outcome
+
+    def _death(self) -> str:
+        """How the worker ended, e.g. "killed by SIGKILL" or "exit status 1".
+
+        Its pipe closes a moment before the kernel reports the exit, so wait for that
+        briefly instead of reading a status that is not there yet (`exit None`).
+        """
+        proc = self._proc
+        if proc is None:
+            return "gone"
+        try:
+            code = proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return "closed its pipe but is still running"
+        time.sleep(0.05)  # let the stderr thread catch the last words
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit status {code}"
 
     def _maybe_recycle(self, msg: dict[str, Any]) -> None:
         baseline = int((self._ready or {}).get("rss_mb", 0))

@@ -6,12 +6,14 @@ warnings filters, stdout prints), and a hostile or huge checkpoint must not be
 able to take the daemon down. This process imports them once, then answers
 requests for as long as it lives.
 
-Protocol (JSON lines): requests `{"id", "path", "root", "options", "memory_limit_mb"}` arrive on
-stdin; responses go to the dedicated file descriptor RESP_FD (never stdout,
-which WeightWatcher prints to — stdout is pointed at stderr here):
+Protocol (JSON lines): SETTINGS_JSON (`threads`, `nice`, `memory_limit_mb`, `parent_pid`,
+`options` = `AnalysisOptions.to_json()`) is fixed for the worker's life; requests
+`{"id", "path", "root"}` arrive on stdin; responses go to the dedicated file descriptor
+RESP_FD (never stdout, which WeightWatcher prints to — stdout is pointed at stderr here):
 `{"ready": true, "pid", "baseline_vm_mb", "rss_mb"}` once warm, then per request
 `{"id", "ok": true, "result", "duration"}` or
-`{"id", "ok": false, "reason", "message", "duration", "recycle"}`.
+`{"id", "ok": false, "reason", "message", "duration", "recycle"}`. Loading, analysis and
+the failure reasons are `alphawatch.pipeline.analyze_file`, the same as the CLI's.
 
 Memory limit: RLIMIT_AS counts address space, not RAM, and the warm worker
 already maps ~830 MB (torch + WeightWatcher + BLAS). So for each request the
@@ -24,17 +26,18 @@ be replaced (`recycle`).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-_OOM_MARKERS = ("can't allocate memory", "not enough memory", "out of memory", "unable to allocate")
 
 
 def _status_mb(field: str) -> int:
@@ -63,25 +66,6 @@ def _set_soft_as(limit_bytes: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
 
 
-def options_from_json(data: dict[str, Any]) -> Any:
-    """Rebuild AnalysisOptions from the JSON form (lists back to tuples)."""
-    from dataclasses import fields
-
-    from alphawatch.analysis.options import AnalysisOptions
-
-    kwargs: dict[str, Any] = {}
-    for f in fields(AnalysisOptions):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if f.name == "network_patterns":
-            value = {k: tuple(v) for k, v in (value or {}).items()}
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return AnalysisOptions(**kwargs)
-
-
 class Worker:
     """Holds the warm imports and serves one request at a time."""
 
@@ -90,21 +74,22 @@ class Worker:
         import torch
 
         torch.set_num_threads(max(1, int(settings.get("threads", 1))))
-        from alphawatch import analysis, checkpoints
-        from alphawatch.errors import CheckpointError
+        from alphawatch.analysis.options import AnalysisOptions
+        from alphawatch.pipeline import analyze_file
 
-        self.torch, self.analysis, self.checkpoints = torch, analysis, checkpoints
-        self.CheckpointError = CheckpointError
+        self.torch, self.analyze_file = torch, analyze_file
+        self.options = AnalysisOptions.from_json(settings.get("options") or {})
         self._warm_up()
 
     def _warm_up(self) -> None:
         """Run one tiny analysis so lazy imports inside WeightWatcher/SciPy happen now, not on
         the first real checkpoint (and so the address-space baseline includes them)."""
-        from alphawatch.analysis.options import AnalysisOptions
+        from alphawatch import checkpoints
+        from alphawatch.analysis import AnalysisOptions, analyze_checkpoint
 
         gen = self.torch.Generator().manual_seed(0)
         tensors = {"0.weight": self.torch.randn(64, 32, generator=gen)}
-        ckpt = self.checkpoints.Checkpoint(
+        ckpt = checkpoints.Checkpoint(
             path="<warm-up>",
             format="torch_zip",
             step=None,
@@ -113,57 +98,44 @@ class Worker:
             notes=[],
         )
         try:
-            self.analysis.analyze_checkpoint(ckpt, AnalysisOptions(dead_neuron_method="weight"))
+            analyze_checkpoint(ckpt, AnalysisOptions(dead_neuron_method="weight"))
         except Exception as exc:  # warm-up is an optimisation; report it, keep serving
             print(f"alphawatch worker: warm-up analysis failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         gc.collect()
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        from alphawatch.errors import CheckpointError
+
         start = time.monotonic()
         path = Path(req["path"])
         root = Path(req["root"]) if req.get("root") else None
         base = {"id": req.get("id")}
-        if "memory_limit_mb" in req:
-            self.memory_limit_mb = int(req["memory_limit_mb"])
         try:
-            result = self._analyze(path, root, options_from_json(req.get("options") or {}))
+            with self._memory_budget(path):
+                result = self.analyze_file(path, self.options, root=root)
             text = json.dumps(result, allow_nan=False)  # strict JSON or a clear failure
-            return {**base, "ok": True, "result": json.loads(text), "duration": time.monotonic() - start}
-        except self.CheckpointError as exc:
-            return self._fail(base, start, exc.reason, exc.message)
-        except MemoryError:
-            return self._fail(base, start, "out_of_memory", self._oom_message(path), recycle=True)
-        except RuntimeError as exc:
-            if any(m in str(exc).lower() for m in _OOM_MARKERS):
-                return self._fail(base, start, "out_of_memory", self._oom_message(path), recycle=True)
-            return self._fail(base, start, "internal_error", f"{path}: {type(exc).__name__}: {exc}")
-        except Exception as exc:
-            return self._fail(base, start, "internal_error", f"{path}: {type(exc).__name__}: {exc}")
+        except CheckpointError as exc:
+            return self._fail(base, start, exc.reason, exc.message, recycle=exc.reason == "out_of_memory")
+        except ValueError as exc:
+            return self._fail(base, start, "internal_error", f"{path}: the result is not strict JSON ({exc})")
         finally:
-            _set_soft_as(None)
             gc.collect()
+        return {**base, "ok": True, "result": json.loads(text), "duration": time.monotonic() - start}
 
-    def _analyze(self, path: Path, root: Path | None, options: Any) -> dict[str, Any]:
-        from alphawatch.service.paths import resolves_within
-
-        if root is not None and not resolves_within(path, root):
-            raise self.CheckpointError("outside_watch", f"{path} resolves outside the watched folder {root}")
+    @contextlib.contextmanager
+    def _memory_budget(self, path: Path) -> Iterator[None]:
+        """Limit the address space for one analysis (see the module docstring), then lift it:
+        serializing the result is not the checkpoint's budget."""
         if self.memory_limit_mb > 0:
             try:
                 extra = _size_on_disk(path)
             except OSError:
                 extra = 0
-            budget = (_status_mb("VmSize") + self.memory_limit_mb) * 1024 * 1024 + extra
-            _set_soft_as(budget)
-        patterns = dict(options.network_patterns) or None
+            _set_soft_as((_status_mb("VmSize") + self.memory_limit_mb) * 1024 * 1024 + extra)
         try:
-            ckpt = self.checkpoints.load(path, root=root, network_patterns=patterns)
-            return self.analysis.analyze_checkpoint(ckpt, options)
+            yield
         finally:
-            _set_soft_as(None)  # serializing the result is not the checkpoint's budget
-
-    def _oom_message(self, path: Path) -> str:
-        return f"{path}: analysis needed more than worker.memory_limit_mb={self.memory_limit_mb} MiB"
+            _set_soft_as(None)
 
     @staticmethod
     def _fail(
@@ -179,10 +151,14 @@ class Worker:
         }
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int | None) -> None:
     """Linux: get SIGKILL when the daemon dies (even by `kill -9`), so no orphan keeps
-    analyzing. Best effort: elsewhere the worker exits at EOF on its stdin instead."""
-    parent = os.getppid()
+    analyzing. Best effort: elsewhere the worker exits at EOF on its stdin instead.
+
+    `parent` is the daemon's pid as the daemon itself sent it: reading `os.getppid()` here
+    instead would race, since a daemon that died during our start-up has already
+    re-parented us, and the death signal set after that never comes.
+    """
     try:
         import ctypes
 
@@ -190,14 +166,14 @@ def _die_with_parent() -> None:
         libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
     except (OSError, AttributeError):
         return
-    if os.getppid() != parent:  # the daemon died before prctl took effect
+    if parent is not None and os.getppid() != parent:  # the daemon died before prctl took effect
         os._exit(1)
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
-    resp_fd = int(argv[1])
     settings: dict[str, Any] = json.loads(argv[2]) if len(argv) > 2 else {}
+    _die_with_parent(settings.get("parent_pid"))
+    resp_fd = int(argv[1])
     os.dup2(2, 1)  # anything printed (WeightWatcher's "SMALL N PL FIT"...) lands on stderr
     sys.stdout = sys.stderr
     out = os.fdopen(resp_fd, "w", encoding="utf-8", buffering=1)
