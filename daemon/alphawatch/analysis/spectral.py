@@ -169,6 +169,10 @@ def fit_powerlaw(evals: np.ndarray, noise: float = 0.0) -> dict[str, Any]:
     shortcut cannot vouch for its choice are handed to WeightWatcher itself. `robust` (not a
     result field): no eigenvalue error up to `noise` could have changed the fit.
     """
+    # WeightWatcher is imported on the first fit even when the shortcut answers: the worker's
+    # warm-up fit must leave it loaded, so that its memory is in the worker's baseline (an
+    # import mid-request would count against the request's memory limit).
+    _watcher()
     data = np.sort(np.asarray(evals[evals > EVALS_THRESH], dtype=np.float64))
     if data.size < powerlaw.SMALL_N_CUTOFF:
         return {**ww_fit_powerlaw(evals), "robust": noise <= 0}
