@@ -15,7 +15,7 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 # Prometheus, promtool, Alertmanager, amtool (and docker-compose if missing): project-local.
 TOOLS ?= .tools
 
-.PHONY: run test test-fast lint demo bench signal-study tools image clean
+.PHONY: run test test-fast lint demo bench bench-scale signal-study tools image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +59,17 @@ lint: $(VENV)/.installed
 demo: $(VENV)/.installed
 	PYTHON_BIN_DIR=$(BIN) bash examples/demo.sh
 
-bench: $(VENV)/.installed
-	$(BIN)/python bench/bench_spectral.py
+# alphawatch vs plain WeightWatcher, same weights, same run: one table (bench/run.py).
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python bench/run.py
+
+# bench plus the multi-GB cases (2 GB checkpoints, a 7B-shaped sharded one): ~40 GB disk, long.
+bench-scale: $(VENV)/.bench-installed
+	$(BIN)/python bench/run.py --scale
 
 # The stop-signal study (bench/signal): trains real runs (cached in .signal-cache/), analyzes every
 # checkpoint with alphawatch, scores the candidate stop rules; report in bench/signal/results/.

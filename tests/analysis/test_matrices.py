@@ -85,7 +85,7 @@ def test_embedding_kind_and_unsupported_ranks() -> None:
     units = _units(nn.ModuleDict({"tok_embed": nn.Embedding(100, 16), "c3": nn.Conv3d(2, 4, 3)}))
     assert units["tok_embed.weight"].kind == "embedding"
     assert analyze_unit(units["c3.weight"])["status"] == "skipped"
-    pos = network_units({"pos_embedding": torch.zeros(1, 10, 8)}, {})
+    pos = list(network_units({"pos_embedding": torch.zeros(1, 10, 8)}, {}))
     assert analyze_unit(pos[0])["reason"] == "3-D tensor that is not a conv weight"
 
 

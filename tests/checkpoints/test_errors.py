@@ -86,13 +86,6 @@ def test_patterns_matching_nothing(sac_file: Path) -> None:
     assert _load_error(sac_file, network_patterns={"x": ["nothing.*"]}).reason == "no_weights"
 
 
-def test_dcp_folder_is_unsupported(tmp_path: Path) -> None:
-    import torch.distributed.checkpoint as dcp
-
-    dcp.save({"w": torch.ones(2, 2)}, checkpoint_id=str(tmp_path / "dcp"))
-    assert _load_error(tmp_path / "dcp").reason == "unsupported"
-
-
 def test_symlink_out_of_root_is_refused(tmp_path: Path, sac_file: Path) -> None:
     watched = tmp_path / "watched"
     watched.mkdir()

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+# The activation probe through a user model factory loads the whole network at once.
+FACTORY_MAX_BYTES = 1 << 30
+
 _ACTIVATION_MODULES = (
     "ReLU",
     "LeakyReLU",
@@ -245,9 +248,10 @@ def by_weights(
     import torch
 
     if prefixes is None:  # embedding rows are tokens, not units (a padding row is all zero)
+        layout = getattr(tensors, "meta", tensors)
         prefixes = [
             k[: -len(".weight")]
-            for k, t in tensors.items()
+            for k, t in layout.items()
             if k.endswith(".weight") and t.dim() >= 2 and not is_embedding(k)
         ]
     layers: list[DeadNeuronLayer] = []
@@ -262,8 +266,16 @@ def by_weights(
 def dead_neurons(
     tensors: Mapping[str, torch.Tensor], network: str, options: AnalysisOptions
 ) -> DeadNeurons:
-    """The `dead_neurons` block of a NetworkResult summary."""
-    chains = linear_chains(tensors)
+    """The `dead_neurons` block of a NetworkResult summary.
+
+    Streams: a lazily loaded state dict (checkpoints/lazy.py) offers `meta` (shapes only) for
+    the layout decisions, and the rebuilt chain and the weight method read one layer at a
+    time. Only a model factory needs the whole network at once; above FACTORY_MAX_BYTES it
+    is not used (memory bound, docs/analysis.md#performance) and the chain/weight methods
+    answer, with the reason stated.
+    """
+    layout = getattr(tensors, "meta", tensors)
+    chains = linear_chains(layout)
     hidden = [prefix for chain in chains for prefix in chain[0]] if chains else None
     if options.dead_neuron_method == "weight":
         return _result("weight", by_weights(tensors, hidden, options.dead_neuron_weight_threshold), None)
@@ -272,7 +284,13 @@ def dead_neurons(
         why = f"the activation method needs at least 2 samples, got {options.dead_neuron_samples}"
         return _result("weight", layers, why + "; counted from incoming weight norms")
     reason: str | None = None
-    if options.model_factory:
+    size = int(getattr(tensors, "nbytes", 0))
+    if options.model_factory and size > FACTORY_MAX_BYTES:
+        reason = (
+            f"model factory {options.model_factory} not used: the network is {size / 2**30:.1f} GiB, "
+            f"over the {FACTORY_MAX_BYTES / 2**30:.0f} GiB an activation probe may hold at once"
+        )
+    elif options.model_factory:
         try:
             return _result("activation", by_factory(tensors, network, options), None)
         except Exception as exc:  # user code: any failure becomes the stated fallback

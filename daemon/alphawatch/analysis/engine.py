@@ -9,10 +9,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alphawatch.analysis.dead_neurons import dead_neurons
+from alphawatch.analysis.eigen import resolve_device
 from alphawatch.analysis.health import alpha_verdict, checkpoint_issues
+from alphawatch.analysis.layers import analyze_units
 from alphawatch.analysis.matrices import Unit, network_units
 from alphawatch.analysis.options import AnalysisOptions
-from alphawatch.analysis.spectral import analyze_unit
 from alphawatch.results import CheckpointResult, DeadNeurons, LayerResult, NetworkResult, NetworkSummary
 
 if TYPE_CHECKING:
@@ -76,8 +77,7 @@ def summarize(layers: list[LayerResult], dead: DeadNeurons) -> NetworkSummary:
     }
 
 
-def _layer(unit: Unit) -> LayerResult:
-    spectral = analyze_unit(unit)
+def _layer(unit: Unit, spectral: dict[str, Any]) -> LayerResult:
     return {
         "name": unit.name,
         "key": unit.key,
@@ -104,7 +104,9 @@ def analyze_network(
 ) -> NetworkResult:
     """NetworkResult for one network's state dict; `name` is passed to a model factory."""
     with torch_threads(options.threads):
-        layers = [_layer(unit) for unit in network_units(tensors, keys)]
+        device = resolve_device(options.device)
+        units = analyze_units(network_units(tensors, keys), options.threads, device)
+        layers = [_layer(unit, spectral) for unit, spectral in units]
         summary = summarize(layers, dead_neurons(tensors, name, options))
     return {"summary": summary, "layers": layers}
 

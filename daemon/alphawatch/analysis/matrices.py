@@ -21,7 +21,7 @@ a stack of matrices whose eigenvalues are pooled into one spectrum.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -134,9 +134,11 @@ def units_for(name: str, key: str, tensor: torch.Tensor, tensors: Mapping[str, t
     ]
 
 
-def network_units(tensors: Mapping[str, torch.Tensor], keys: Mapping[str, str]) -> list[Unit]:
-    """All units of one network, in state-dict order."""
-    units: list[Unit] = []
+def network_units(tensors: Mapping[str, torch.Tensor], keys: Mapping[str, str]) -> Iterator[Unit]:
+    """All units of one network, in state-dict order, one tensor at a time.
+
+    A generator, so that a lazily loaded state dict (checkpoints/lazy.py) holds only the
+    tensors being analyzed, not the whole checkpoint.
+    """
     for name, tensor in tensors.items():
-        units.extend(units_for(name, keys.get(name, name), tensor, tensors))
-    return units
+        yield from units_for(name, keys.get(name, name), tensor, tensors)

@@ -36,7 +36,11 @@ class AnalysisOptions:
     # the overfitting threshold the trend/recommendation logic uses
     alpha_threshold: float = 2.0
     seed: int = 0
+    # CPU cores for the analysis: layers are spread over this many threads
     threads: int = 1
+    # where eigenvalues are computed: "auto" (CUDA when torch sees a GPU, else CPU), "cpu",
+    # "cuda" or "cuda:N"; a GPU is never required
+    device: str = "auto"
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values: tuples become lists, the patterns mapping a dict of lists."""

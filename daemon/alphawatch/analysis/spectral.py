@@ -1,12 +1,16 @@
-"""Per-layer spectral metrics: WeightWatcher's own power-law fit on a fast spectrum.
+"""Per-layer spectral metrics: WeightWatcher's power-law fit on a fast spectrum, same numbers.
 
 The only module that imports `weightwatcher`. Why the split of work:
 
-- Eigenvalues: WeightWatcher on CPU runs a float64 SciPy SVD (90-99% of its time). We take
-  float32 `torch.linalg.svdvals(W) ** 2`, which gives the same alpha to ~4 decimals (see
-  tests/analysis/test_golden_weightwatcher.py and bench/bench_spectral.py).
-- Fit: WeightWatcher's own `fit_powerlaw` (its default `WW_powerlaw` fitter, EVALS_THRESH
-  filter, failure rules), called exactly as the default `analyze()` calls it.
+- Eigenvalues (eigen.py): WeightWatcher on CPU runs a float64 SciPy SVD (90-99% of its
+  time). We take a float32 Gram matrix and `eigvalsh`; when that spectrum's rounding error
+  could have changed the fit (`powerlaw.fit_tail`'s `robust`), a more precise spectrum is
+  computed, ending with float64 Gram + `eigvalsh`, which matches WeightWatcher's SVD to ~1e-13.
+- Fit (powerlaw.py): WeightWatcher's default `WW_powerlaw` fit, vectorised, choosing the same
+  xmin and computing alpha and D with WeightWatcher's own expressions. Spectra with fewer
+  than 20 eigenvalues above the floor, and any spectrum where the shortcut cannot vouch for
+  its choice, go to WeightWatcher's own `fit_powerlaw`, called exactly as the default
+  `analyze()` calls it.
 - Norm metrics: `stable_rank` and `log_spectral_norm` as WW's `apply_norm_metrics`
   (spectral norm = largest eigenvalue of W^T W, i.e. sigma_max squared).
 - Skip rules as WW's `layer_supported` with analyze() defaults (pool=True).
@@ -29,17 +33,21 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from alphawatch.analysis import eigen, powerlaw
 from alphawatch.analysis.matrices import Unit
 from alphawatch.results import FIT_FAILED_REASON, FLAT_REASON, NAN_REASON
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 # WeightWatcher analyze() defaults (weightwatcher/constants.py, 0.7.7); checked in tests.
 MIN_EVALS = 8
 MAX_EVALS = 15000
 MAX_N = 50000
+# weightwatcher.constants.EVALS_THRESH: eigenvalues at or below it are not fitted.
+EVALS_THRESH = 1e-5
 # A tail whose largest eigenvalue is within this fraction of xmin is flat: the fit's alpha
 # (>= 1 + 1/FLAT_TAIL_RTOL, i.e. over ~1000) is then set by float rounding, not by the weights.
 FLAT_TAIL_RTOL = 1e-3
@@ -82,16 +90,12 @@ def _watcher() -> Any:
         return ww.WeightWatcher()
 
 
-def eigenvalues(unit: Unit) -> np.ndarray:
+def eigenvalues(unit: Unit, precision: str = eigen.EXACT, device: torch.device | None = None) -> np.ndarray:
     """Sorted eigenvalues of W^T W pooled over the unit's slices, float64, WW-normalised."""
-    import numpy as np
     import torch
 
     assert unit.stack is not None
-    with torch.no_grad():
-        sv = torch.linalg.svdvals(unit.stack.to(torch.float32))
-    evals = sv.double().pow(2).flatten().numpy() * unit.eval_scale
-    return np.sort(evals)
+    return eigen.eigenvalues(unit.stack, unit.eval_scale, precision, device or torch.device("cpu"))
 
 
 def _finite(x: Any) -> float | None:
@@ -117,16 +121,14 @@ def skip_reason(unit: Unit) -> str | None:
     return None
 
 
-def fit_powerlaw(evals: np.ndarray) -> dict[str, Any]:
-    """WeightWatcher's default power-law fit; alpha -1 / status failed as WW reports it.
+def ww_fit_powerlaw(evals: np.ndarray) -> dict[str, Any]:
+    """WeightWatcher's own default power-law fit; alpha -1 / status failed as WW reports it.
 
     Arguments are those `analyze()` passes with its defaults (fit=PL, pl_package="ww",
     no fix_fingers, xmax=None). The eigenvalue floor is WW's CPU EVALS_THRESH (1e-5) even on
     a CUDA machine, where WW itself would switch to a half-precision floor: our spectrum is
-    always float32, so the CPU floor is the right one.
+    at least float32, so the CPU floor is the right one.
     """
-    import numpy as np
-
     watcher = _watcher()  # first: it imports weightwatcher with its side effects contained
     from weightwatcher import constants as c
 
@@ -145,7 +147,11 @@ def fit_powerlaw(evals: np.ndarray) -> dict[str, Any]:
             fit_type=c.PL,
             pl_package=c.WW_POWERLAW_PACKAGE,
         )
-    ok = status == c.SUCCESS and alpha != -1 and _finite(alpha) is not None
+    return _fit_fields(status == c.SUCCESS, alpha, d, xmin, spikes)
+
+
+def _fit_fields(success: bool, alpha: Any, d: Any, xmin: Any, spikes: Any) -> dict[str, Any]:
+    ok = success and alpha != -1 and _finite(alpha) is not None
     return {
         "ok": ok,
         "alpha": _finite(alpha) if ok else None,
@@ -153,6 +159,28 @@ def fit_powerlaw(evals: np.ndarray) -> dict[str, Any]:
         "xmin": _finite(xmin) if ok else None,
         "num_pl_spikes": int(spikes) if ok else None,
     }
+
+
+def fit_powerlaw(evals: np.ndarray, noise: float = 0.0) -> dict[str, Any]:
+    """The same fit as `ww_fit_powerlaw`, through the vectorised shortcut where it applies.
+
+    As WW's fit_powerlaw: eigenvalues above EVALS_THRESH are fitted, and num_pl_spikes counts
+    all eigenvalues >= xmin. Small spectra (WW's small-N fitter) and spectra where the
+    shortcut cannot vouch for its choice are handed to WeightWatcher itself. `robust` (not a
+    result field): no eigenvalue error up to `noise` could have changed the fit.
+    """
+    # WeightWatcher is imported on the first fit even when the shortcut answers: the worker's
+    # warm-up fit must leave it loaded, so that its memory is in the worker's baseline (an
+    # import mid-request would count against the request's memory limit).
+    _watcher()
+    data = np.sort(np.asarray(evals[evals > EVALS_THRESH], dtype=np.float64))
+    if data.size < powerlaw.SMALL_N_CUTOFF:
+        return {**ww_fit_powerlaw(evals), "robust": noise <= 0}
+    tail = powerlaw.fit_tail(data, noise)
+    if tail is None:
+        return {**ww_fit_powerlaw(evals), "robust": noise <= 0}
+    spikes = int(np.count_nonzero(evals >= tail.xmin))
+    return {**_fit_fields(True, tail.alpha, tail.D, tail.xmin, spikes), "robust": tail.robust}
 
 
 def flat_tail(evals: np.ndarray, xmin: float | None) -> bool:
@@ -169,8 +197,6 @@ def flat_tail(evals: np.ndarray, xmin: float | None) -> bool:
 
 def norm_metrics(evals: np.ndarray) -> dict[str, float | None]:
     """stable_rank and log_spectral_norm exactly as WW's apply_norm_metrics."""
-    import numpy as np
-
     with np.errstate(all="ignore"):
         norm = float(np.sum(evals))
         spectral = float(np.max(evals))
@@ -189,7 +215,7 @@ def _all_finite(stack: torch.Tensor) -> bool:
     return bool(torch.isfinite(stack).all())
 
 
-def analyze_unit(unit: Unit) -> dict[str, Any]:
+def analyze_unit(unit: Unit, device: torch.device | None = None) -> dict[str, Any]:
     """The spectral fields of one layer entry (see CONTRACTS.md), never NaN."""
     out: dict[str, Any] = {
         "alpha": None,
@@ -209,10 +235,9 @@ def analyze_unit(unit: Unit) -> dict[str, Any]:
     if reason is not None:
         out.update(status="skipped", reason=reason)
         return out
-    evals = eigenvalues(unit)
+    evals, fit = spectrum_and_fit(unit, device)
     out["num_evals"] = int(evals.size)
     out.update(norm_metrics(evals))
-    fit = fit_powerlaw(evals)
     if not fit.pop("ok"):
         out.update(status="failed", reason=FIT_FAILED_REASON)
         return out
@@ -221,6 +246,23 @@ def analyze_unit(unit: Unit) -> dict[str, Any]:
         return out
     out.update(fit)
     return out
+
+
+def spectrum_and_fit(unit: Unit, device: torch.device | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The cheapest spectrum whose fit its rounding error cannot change, and that fit.
+
+    A failed fit is only believed from the exact spectrum (the floor, or too few
+    eigenvalues above it, may be a rounding artefact of the cheaper ones).
+    """
+    import torch
+
+    assert unit.stack is not None
+    for spectrum in eigen.spectra(unit.stack, unit.eval_scale, device or torch.device("cpu")):
+        fit = fit_powerlaw(spectrum.evals, spectrum.noise)
+        if spectrum.precision == eigen.EXACT or (fit["ok"] and fit["robust"]):
+            fit.pop("robust")
+            return spectrum.evals, fit
+    raise AssertionError("eigen.spectra always ends with an exact spectrum")
 
 
 def weightwatcher_version() -> str:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from alphawatch.checkpoints import grouping, unwrap
+from alphawatch.checkpoints.dcp_folder import load_dcp_folder
 from alphawatch.checkpoints.hf_folder import load_hf_folder
+from alphawatch.checkpoints.lazy import lazy_network, mapped_ranges
 from alphawatch.checkpoints.model import Checkpoint
 from alphawatch.checkpoints.safetensors_file import load_safetensors
 from alphawatch.checkpoints.safety import resolve_within
@@ -48,7 +50,11 @@ def load_checkpoint(
 def _read(
     resolved: Path, fmt: str, display: str, root: Path | None
 ) -> tuple[Any, str, list[str], int | None]:
-    """(object holding the weights, reported format, notes, step the format itself knows)."""
+    """(object holding the weights, reported format, notes, step the format itself knows).
+
+    Tensors are LazyTensors (safetensors) or memory-mapped (torch zip) where the format
+    allows, so nothing is read whole here (checkpoints/lazy.py).
+    """
     if fmt in ("torch_zip", "torch_legacy"):
         obj = load_torch_file(resolved, display, mmap=fmt == "torch_zip")
         reported = "lightning" if unwrap.is_lightning(obj) else fmt
@@ -64,11 +70,8 @@ def _read(
         obj, notes, step = load_sb3_zip(resolved, display)
         return obj, fmt, notes, step
     if fmt == "dcp_folder":
-        raise CheckpointError(
-            "unsupported",
-            f"{display}: a torch.distributed.checkpoint folder; its .metadata is an unrestricted pickle, "
-            "so alphawatch does not read it (convert with torch.distributed.checkpoint.format_utils)",
-        )
+        nested, notes = load_dcp_folder(resolved, display, root)
+        return nested, fmt, notes, None
     raise CheckpointError("unsupported", f"{display}: format {fmt} is not analyzed")
 
 
@@ -105,10 +108,18 @@ def _load(
             "there is nothing to fit",
         )
     networks, keys = grouping.group(found, network_patterns, notes)
+    mapped = _mapped(resolved)
+    lazy: dict[str, Mapping[str, Any]] = {name: lazy_network(t, mapped) for name, t in networks.items()}
     if not networks:
         raise CheckpointError("no_weights", f"{display}: no tensor matched the configured network_patterns")
     if step is None:
         step = parse_step(path.name)
     if step is None and resolved.name != path.name:
         step = parse_step(resolved.name)
-    return Checkpoint(path=display, format=reported, step=step, networks=networks, keys=keys, notes=notes)
+    return Checkpoint(path=display, format=reported, step=step, networks=lazy, keys=keys, notes=notes)
+
+
+def _mapped(resolved: Path) -> list[tuple[int, int]]:
+    """Where torch.load(mmap=True) mapped this checkpoint's files (a folder: any file in it)."""
+    files = [resolved] if resolved.is_file() else [p for p in resolved.iterdir() if p.is_file()]
+    return [r for f in files for r in mapped_ranges(str(f.resolve()))]

@@ -6,6 +6,7 @@ process can import the package without pulling torch in.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,8 +34,11 @@ class Checkpoint:
     """From `sniff()`; "lightning" for a Lightning .ckpt (a torch zip with Lightning's keys)."""
     step: int | None
     """From the content (step / global_step / num_timesteps / epoch) else the file name."""
-    networks: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
-    """network name -> {layer name inside that network's own state dict: floating tensor}."""
+    networks: dict[str, Mapping[str, torch.Tensor]] = field(default_factory=dict)
+    """network name -> {layer name inside that network's own state dict: floating tensor}.
+
+    From `load` these are `lazy.TensorMap`s: each tensor is read when it is accessed and not
+    kept, so iterate, don't hold; `dict(...)` reads the whole network."""
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
     """network name -> layer name -> full dotted path of the tensor inside the file."""
     notes: list[str] = field(default_factory=list)

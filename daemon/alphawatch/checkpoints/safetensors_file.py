@@ -1,4 +1,4 @@
-"""safetensors files: read through `safe_open`, one tensor at a time, memory-mapped.
+"""safetensors files: the header now, each tensor through `safe_open` when it is analyzed.
 
 safetensors cannot carry code, so there is nothing to refuse; a damaged header or a
 file shorter than its header promises is `truncated` / `not_a_checkpoint`.
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from alphawatch.checkpoints.complete import safetensors_expected_size
+from alphawatch.checkpoints.lazy import LazyTensor
 from alphawatch.errors import CheckpointError
 
 _FLOAT_DTYPES = ("F", "BF")  # F16, F32, F64, BF16, F8_* ; not I*, U*, BOOL
@@ -32,7 +33,11 @@ def _natural_key(name: str) -> list[tuple[int, int, str]]:
 
 
 def load_safetensors(path: Path, display: str | Path) -> tuple[dict[str, Any], int]:
-    """({tensor name: floating tensor}, number of non-floating tensors left out)."""
+    """({tensor name: LazyTensor}, number of non-floating tensors left out).
+
+    Only the header is read here; each tensor is read when analysis asks for it
+    (checkpoints/lazy.py), so a multi-GB file never sits in memory whole.
+    """
     from safetensors import safe_open
 
     tensors: dict[str, Any] = {}
@@ -40,9 +45,11 @@ def load_safetensors(path: Path, display: str | Path) -> tuple[dict[str, Any], i
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             for name in natural_order(fh.keys()):
-                dtype = fh.get_slice(name).get_dtype()
+                part = fh.get_slice(name)
+                dtype = part.get_dtype()
                 if dtype.startswith(_FLOAT_DTYPES):
-                    tensors[name] = fh.get_tensor(name)
+                    shape = tuple(int(s) for s in part.get_shape())
+                    tensors[name] = LazyTensor(shape, _torch_dtype(dtype), _reader(path, display, name))
                 else:
                     skipped += 1
     except PermissionError as exc:
@@ -50,9 +57,41 @@ def load_safetensors(path: Path, display: str | Path) -> tuple[dict[str, Any], i
     except OSError as exc:
         raise CheckpointError("unreadable", f"{display}: I/O error ({exc.strerror or exc})") from exc
     except Exception as exc:  # SafetensorError and friends are not exported as one type
-        text = str(exc)
-        expected = safetensors_expected_size(path)
-        cut_off = expected is not None and expected > path.stat().st_size
-        reason = "truncated" if cut_off else "not_a_checkpoint"
-        raise CheckpointError(reason, f"{display}: invalid safetensors file ({text[:200]})") from exc
+        raise _invalid(path, display, exc) from exc
     return tensors, skipped
+
+
+def _invalid(path: Path, display: str | Path, exc: Exception) -> CheckpointError:
+    expected = safetensors_expected_size(path)
+    cut_off = expected is not None and expected > path.stat().st_size
+    reason = "truncated" if cut_off else "not_a_checkpoint"
+    return CheckpointError(reason, f"{display}: invalid safetensors file ({str(exc)[:200]})")
+
+
+def _reader(path: Path, display: str | Path, name: str) -> Any:
+    def read() -> Any:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as fh:
+                return fh.get_tensor(name)
+        except PermissionError as exc:
+            raise CheckpointError("unreadable", f"{display}: permission denied") from exc
+        except OSError as exc:
+            raise CheckpointError("unreadable", f"{display}: I/O error ({exc.strerror or exc})") from exc
+        except Exception as exc:
+            raise _invalid(path, display, exc) from exc
+
+    return read
+
+
+_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+}  # fmt: skip
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, _DTYPES.get(name, "float32"))

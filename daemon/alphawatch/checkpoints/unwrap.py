@@ -68,7 +68,9 @@ def is_lightning(obj: Any) -> bool:
 def _is_tensor(value: Any) -> bool:
     import torch
 
-    return isinstance(value, torch.Tensor)
+    from alphawatch.checkpoints.lazy import LazyTensor
+
+    return isinstance(value, torch.Tensor | LazyTensor)
 
 
 def _holds_tensors(value: Any, depth: int = 0) -> bool:

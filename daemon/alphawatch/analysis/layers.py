@@ -1,0 +1,126 @@
+"""Analyze a network's units: several at a time, identical tensors once.
+
+Why threads, not intra-op parallelism: on the daemon's 2-core machine, next to a training
+job, torch/MKL with 2 intra-op threads was 4-40x *slower* than one thread (OpenMP workers
+spin-waiting for a core the trainer holds, even with OMP_WAIT_POLICY=PASSIVE; measured on
+one 4096x4096 layer: 57 s with 2 intra-op threads, 8 s with one; docs/analysis.md). LAPACK
+releases the GIL, so `threads` Python threads that each run single-threaded kernels keep
+every core busy without ever waiting on each other. The price: a network that is a single
+huge matrix uses one core.
+
+Why a content-hash cache: SAC target networks start equal to their critics, frozen layers
+do not change between checkpoints, and tied weights appear twice; the spectrum of the same
+bytes is the same. Keyed by SHA-256 of the bytes plus dtype, shape and pooling scale; the
+cache lives as long as the process (the daemon's worker) and holds small dicts only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from alphawatch.analysis import eigen
+from alphawatch.analysis.matrices import Unit
+from alphawatch.analysis.spectral import analyze_unit
+
+if TYPE_CHECKING:
+    import torch
+
+CACHE_ENTRIES = 4096
+
+
+class SpectralCache:
+    """A bounded LRU of spectral results by content; safe to share between threads."""
+
+    def __init__(self, entries: int = CACHE_ENTRIES) -> None:
+        self.entries = entries
+        self._data: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[Any, ...]) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._data.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return dict(found)
+
+    def put(self, key: tuple[Any, ...], value: dict[str, Any]) -> None:
+        with self._lock:
+            self._data[key] = dict(value)
+            self._data.move_to_end(key)
+            while len(self._data) > self.entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
+
+
+CACHE = SpectralCache()
+
+
+def content_key(unit: Unit) -> tuple[Any, ...] | None:
+    """(dtype, shape, scale, sha256 of the bytes) of a unit's stack; None when there is none."""
+    import torch
+
+    if unit.stack is None:
+        return None
+    stack = unit.stack.detach().contiguous()
+    raw = stack.view(torch.uint8) if stack.dtype.itemsize == 1 else stack
+    flat = raw.reshape(-1)
+    if flat.dtype in (torch.bfloat16, torch.float16):
+        flat = flat.view(torch.int16)
+    digest = hashlib.sha256(flat.cpu().numpy().data).hexdigest()
+    return (str(unit.stack.dtype), tuple(unit.stack.shape), unit.eval_scale, digest)
+
+
+def _analyze_cached(unit: Unit, device: torch.device, cache: SpectralCache | None) -> dict[str, Any]:
+    key = content_key(unit) if cache is not None else None
+    if key is not None and cache is not None:
+        found = cache.get(key)
+        if found is not None:
+            return found
+    result = analyze_unit(unit, device)
+    if key is not None and cache is not None:
+        cache.put(key, result)
+    return result
+
+
+def analyze_units(
+    units: Iterable[Unit], threads: int, device: torch.device, cache: SpectralCache | None = CACHE
+) -> Iterator[tuple[Unit, dict[str, Any]]]:
+    """(unit, spectral fields) in the order given; at most `threads` units in flight.
+
+    `units` may be a lazy iterable (tensors loaded on demand): only the units in flight are
+    held, so memory is bounded by `threads` tensors, not by the checkpoint. On the CPU every
+    kernel runs single-threaded (see the module doc); on a GPU units go one at a time.
+    """
+    import torch
+
+    workers = max(1, threads) if device.type == "cpu" else 1
+    before = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        with eigen.ieee_matmul(), ThreadPoolExecutor(workers, thread_name_prefix="alphawatch-layer") as pool:
+            pending: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
+            for unit in units:
+                pending.append((unit, pool.submit(_analyze_cached, unit, device, cache)))
+                if len(pending) >= workers:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+    finally:
+        torch.set_num_threads(before)
