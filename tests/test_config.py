@@ -99,7 +99,7 @@ def test_every_documented_env_var_is_applied() -> None:
         "worker.memory_limit_mb": "1024", "worker.timeout_seconds": "30", "metrics.host": "127.0.0.1",
         "metrics.port": "0", "stop.file": "/sig/x.json", "stop.threshold": "1.5",
         "stop.networks": "actor, critic_1", "stop.patience": "3", "logging.format": "console",
-        "logging.level": "DEBUG",
+        "logging.level": "DEBUG", "analysis.device": "cuda:1",
     }
     assert set(samples) == set(ENV_VARS.values())
     config = load_config(None, env={var: samples[key] for var, key in ENV_VARS.items()})
@@ -112,6 +112,13 @@ def test_every_documented_env_var_is_applied() -> None:
     assert config.stop.file == "/sig/x.json" and config.stop.threshold == 1.5
     assert config.stop.networks == ("actor", "critic_1") and config.stop.patience == 3
     assert (config.logging.format, config.logging.level) == ("console", "debug")
+    assert config.analysis.device == "cuda:1"
+
+
+def test_analysis_device_names_what_is_allowed() -> None:
+    assert load_config(None, {"analysis.device": "cpu"}, env={}).analysis.device == "cpu"
+    with pytest.raises(ConfigError, match=r"^analysis.device: must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        load_config(None, {"analysis.device": "gpu"}, env={})
 
 
 def test_empty_env_values_count_as_unset() -> None:

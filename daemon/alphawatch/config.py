@@ -168,6 +168,12 @@ class LoggingConfig:
                      env="ALPHAWATCH_LOG_LEVEL")
 
 
+def _device_problem(value: str) -> str | None:
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return None
+    return f"must be auto, cpu, cuda or cuda:N, got {value!r}"
+
+
 # The `analysis:` section fills AnalysisOptions (owned by alphawatch.analysis.options, which
 # holds the types and defaults): AnalysisOptions field -> its key. `alpha_threshold` comes
 # from stop.threshold and `threads` from worker.threads.
@@ -194,6 +200,9 @@ ANALYSIS_KEYS = {
     "model_factory": described(
         "`\"module:function\"` returning the `nn.Module` for a network name, so the real architecture "
         "is probed", name="dead_neurons.model_factory"),
+    "device": described("where eigenvalues are computed: `auto` (a CUDA GPU when torch sees one, else "
+                        "the CPU), `cpu`, `cuda` or `cuda:N`; a GPU is never required",
+                        check=_device_problem, env="ALPHAWATCH_ANALYSIS_DEVICE"),
 }
 
 _DEFAULT_RUN = RunConfig(watch=Path("checkpoints"), name="checkpoints")
