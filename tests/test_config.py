@@ -87,7 +87,7 @@ def test_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
     assert config.stop.threshold == 1.5  # CLI beats env beats file
     assert config.metrics.port == 9100  # env beats file; a None override means "flag not given"
     assert config.stop.patience == 2  # file beats default
-    assert config.stop.min_checkpoints == 1  # default
+    assert config.stop.min_checkpoints is None  # default: the rule's own
     assert config.analysis.alpha_threshold == 1.5  # the trend logic uses the stop threshold
 
 
@@ -99,6 +99,7 @@ def test_every_documented_env_var_is_applied() -> None:
         "worker.memory_limit_mb": "1024", "worker.timeout_seconds": "30", "metrics.host": "127.0.0.1",
         "metrics.port": "0", "stop.file": "/sig/x.json", "stop.threshold": "1.5",
         "stop.networks": "actor, critic_1", "stop.patience": "3", "logging.format": "console",
+        "stop.rule": "guide", "stop.roles": "model, policy",
         "logging.level": "DEBUG", "analysis.device": "cuda:1",
     }
     assert set(samples) == set(ENV_VARS.values())
@@ -113,6 +114,17 @@ def test_every_documented_env_var_is_applied() -> None:
     assert config.stop.networks == ("actor", "critic_1") and config.stop.patience == 3
     assert (config.logging.format, config.logging.level) == ("console", "debug")
     assert config.analysis.device == "cuda:1"
+    assert config.stop.rule == "guide" and config.stop.roles == ("model", "policy")
+
+
+def test_stop_roles_and_rule_name_what_is_allowed() -> None:
+    with pytest.raises(ConfigError, match=r"^stop.roles: must be roles among model, policy, critic, target, "
+                                          r"value; unknown: actor"):
+        load_config(None, {"stop.roles": ["actor"]}, env={})
+    with pytest.raises(ConfigError, match=r"^stop.rule: must be one of share_below, guide, trusted_min"):
+        load_config(None, {"stop.rule": "mean"}, env={})
+    assert load_config(None, {"stop.patience": None}, env={}).stop.patience is None
+    assert load_config(None, env={"ALPHAWATCH_STOP_PATIENCE": "3"}).stop.patience == 3
 
 
 def test_analysis_device_names_what_is_allowed() -> None:

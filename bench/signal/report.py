@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.signal import trust
 from bench.signal.candidates import GUIDE, KEY_RULES, SUMMARY_RULES, candidates, describe
+from bench.signal.daemon_rules import agreement_section
 from bench.signal.evaluate import (
     Outcome,
     Run,
@@ -297,6 +298,7 @@ def write_report(specs: Sequence[RunSpec], timings: Sequence[dict[str, Any]], ca
     lines += _trust_section(pairs, trusted, study)
     lines += _rule_sections(names, outcomes, sets)
     lines += _choice_section(chosen, logo, outcomes)
+    lines += agreement_section(runs, outcomes)
     lines += ["## Every run × rule", "", CELL_LEGEND, ""]
     for start in range(0, len(names), 6):
         chunk = names[start : start + 6]

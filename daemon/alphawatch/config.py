@@ -45,8 +45,10 @@ from alphawatch.analysis.options import (
     INPUT_DISTRIBUTIONS,
     AnalysisOptions,
 )
+from alphawatch.analysis.roles import ROLES
 from alphawatch.config_schema import Invalid, Key, described, env_vars_of, got, key, keys_of
 from alphawatch.errors import ConfigError
+from alphawatch.service.stop_rule import RULE_NAMES
 
 DEFAULT_METRICS_PORT = 9841
 DEFAULT_IGNORE = ("*.tmp", "*.part", "*.partial", "tmp-checkpoint-*", ".*", "*~", "*.swp")
@@ -54,6 +56,7 @@ OBSERVERS = ("auto", "inotify", "polling")
 BACKLOG_POLICIES = ("all", "latest")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+STOP_RULES = RULE_NAMES  # alphawatch.service.stop_rule.RULES
 CONFIG_ENV_VAR = "ALPHAWATCH_CONFIG"  # the file to read when no path is given
 
 
@@ -138,21 +141,41 @@ class MetricsConfig:
     per_layer_limit: int = key(500, "at most this many per-layer series in total", ge=1)
 
 
+def _known_roles(roles: tuple[str, ...] | None) -> str | None:
+    unknown = sorted(set(roles or ()) - set(ROLES))
+    return f"must be roles among {', '.join(ROLES)}; unknown: {', '.join(unknown)}" if unknown else None
+
+
 @dataclass(frozen=True)
 class StopConfig:
-    """When and where the stop signal is written."""
+    """When and where the stop signal is written (the rules: alphawatch.service.stop_rule)."""
 
     enabled: bool = key(True, "write a stop-signal file when the rule fires")
     file: str = key("signals/alphawatch-stop.json", "where; `{run}` is replaced by the run name (required "
                     "with several runs)", check=_only_run_placeholder, env="ALPHAWATCH_STOP_FILE")
-    networks: tuple[str, ...] = key((), "networks the rule looks at; `[]` = every analyzed network, and it "
-                                    "fires when **any** of them meets the rule. Commonly `[actor]`",
+    rule: str = key("share_below", "`share_below`: at least `share` of a network's fitted layers have "
+                    "alpha below `threshold` (the default, chosen by the study in bench/signal); `guide`: "
+                    "the network's mean alpha below `threshold`, any network, patience 1 (WeightWatcher's "
+                    "guide: stops healthy RL runs); `trusted_min`: the lowest well-fitted layer's alpha "
+                    "below `threshold` (catches more over-fitting, also stops some healthy runs early)",
+                    choices=STOP_RULES, env="ALPHAWATCH_STOP_RULE")
+    roles: tuple[str, ...] | None = key(None, "network roles that may halt training (`model`, `policy`, "
+                                        "`critic`, `target`, `value`; read from network names); `null` = "
+                                        "the rule's own: `[model]`, or every role for `guide`. Critics "
+                                        "and targets fall below 2 in healthy RL runs",
+                                        check=_known_roles, env="ALPHAWATCH_STOP_ROLES")
+    networks: tuple[str, ...] = key((), "networks the rule looks at by name, instead of by role; `[]` = "
+                                    "by `roles`. It fires when **any** of them meets the rule",
                                     env="ALPHAWATCH_STOP_NETWORKS")
     threshold: float = key(2.0, "alpha strictly below this counts as over-fitted", gt=0,
                            env="ALPHAWATCH_STOP_THRESHOLD")
-    patience: int = key(1, "consecutive analyzed checkpoints below the threshold needed", ge=1,
-                        env="ALPHAWATCH_STOP_PATIENCE")
-    min_checkpoints: int = key(1, "analyzed checkpoints of the run needed before any stop", ge=1)
+    share: float = key(0.5, "`share_below`: the share of a network's fitted layers that must be below "
+                       "`threshold`", gt=0, le=1)
+    patience: int | None = key(None, "consecutive distinct analyzed checkpoints meeting the rule needed; "
+                               "`null` = the rule's own (2; 1 for `guide`)", ge=1,
+                               env="ALPHAWATCH_STOP_PATIENCE")
+    min_checkpoints: int | None = key(None, "distinct analyzed checkpoints of the run needed before any "
+                                      "stop; `null` = the rule's own (2; 1 for `guide`)", ge=1)
 
     def path_for(self, run: str) -> Path:
         return Path(self.file.replace("{run}", run))

@@ -153,6 +153,16 @@ def _optional_text(value: object, from_text: bool) -> str | None:
     return _text(value, from_text)
 
 
+def _or_null(parse: Parser) -> Parser:
+    """`null` (or empty text from the environment) means "not set": the caller's default."""
+    def parse_or_null(value: object, from_text: bool) -> object:
+        if value is None or (from_text and isinstance(value, str) and not value.strip()):
+            return None
+        return parse(value, from_text)
+
+    return parse_or_null
+
+
 def _path(value: object, from_text: bool) -> Path:
     text = os.fspath(value) if isinstance(value, os.PathLike) else value  # Path overrides from Python
     return Path(os.path.expanduser(_text(text, from_text)))
@@ -195,6 +205,9 @@ _BY_TYPE: dict[object, tuple[Callable[[About], Parser], Callable[[About], str]]]
     str: (lambda a: _choice(a.choices) if a.choices else _text,
           lambda a: " \\| ".join(f"`{c}`" for c in a.choices) if a.choices else "string"),
     str | None: (lambda a: _optional_text, lambda a: "string or `null`"),
+    int | None: (lambda a: _or_null(_integer(a)),
+                 lambda a: f"integer {_bounds(a, integer=True, docs=True)} or `null`".replace("  ", " ")),
+    tuple[str, ...] | None: (lambda a: _or_null(_text_list), lambda a: "list of strings or `null`"),
     Path: (lambda a: _path, lambda a: "path"),
     tuple[str, ...]: (lambda a: _text_list, lambda a: "list of strings"),
     Mapping[str, tuple[str, ...]]: (lambda a: _patterns, lambda a: "mapping name → list of globs"),
@@ -256,7 +269,7 @@ def _check_declaration(where: str, kind: object, about: About) -> None:
     """Refuse at import what would otherwise be silently ignored."""
     if kind not in _BY_TYPE:
         raise TypeError(f"{where}: no config rule for type {kind}")
-    if (about.gt, about.ge, about.le) != (None, None, None) and kind not in (int, float):
+    if (about.gt, about.ge, about.le) != (None, None, None) and kind not in (int, float, int | None):
         raise TypeError(f"{where}: bounds apply to int and float keys only, not {kind}")
     if about.choices and kind is not str:
         raise TypeError(f"{where}: choices apply to str keys only, not {kind}")

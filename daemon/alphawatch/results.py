@@ -79,6 +79,8 @@ class NetworkSummary(TypedDict):
     layers_analyzed: int
     layers_skipped: int
     layers_failed: int
+    layers_trusted: int  # fitted layers whose alpha is well estimated (analysis.health.is_trusted)
+    alpha_min_trusted: float | None  # the lowest alpha among those
     health: HealthState
     dead_neurons: DeadNeurons
 

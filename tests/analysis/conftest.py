@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for factories.py
-
-from alphawatch.analysis.options import AnalysisOptions  # noqa: E402
+from alphawatch.analysis.options import AnalysisOptions
 
 
 @dataclass

@@ -9,7 +9,8 @@ import pytest
 import torch
 from alphawatch.analysis.dead_neurons import dead_neurons, linear_chain
 from alphawatch.analysis.options import AnalysisOptions
-from factories import sac_state_dicts
+
+from tests.factories import sac_state_dicts
 
 KILL_L0 = [3, 17, 40, 41, 200]  # 5 units of the first hidden layer
 KILL_L2 = [0, 99, 255]  # 3 units of the second
@@ -63,7 +64,7 @@ def test_bias_killed_relu_units_seen_by_activations_only() -> None:
 
 def test_naturally_dead_relu_unit_matches_a_real_module_forward() -> None:
     """Seed 4's critic_1 has one ReLU unit in layer 2 that never fires at init; torch agrees."""
-    from factories import sac_networks
+    from tests.factories import sac_networks
 
     net = sac_networks(seed=4)["critic_1"]
     sd = {k: v.detach().clone() for k, v in net.state_dict().items()}

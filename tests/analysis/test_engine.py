@@ -12,7 +12,8 @@ import torch
 from alphawatch.analysis import analyze_checkpoint, analyze_network
 from alphawatch.analysis.engine import assert_finite
 from alphawatch.analysis.options import AnalysisOptions
-from factories import sac_state_dicts, save_sac_checkpoint
+
+from tests.factories import sac_state_dicts, save_sac_checkpoint
 
 from .conftest import make_checkpoint
 
@@ -27,6 +28,8 @@ SUMMARY_KEYS = {
     "layers_analyzed",
     "layers_skipped",
     "layers_failed",
+    "layers_trusted",
+    "alpha_min_trusted",
     "health",
     "dead_neurons",
 }

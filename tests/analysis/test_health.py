@@ -12,6 +12,7 @@ from alphawatch.analysis.health import (
     alpha_verdict,
     checkpoint_issues,
     dead_neuron_status,
+    is_trusted,
     issue_text,
     network_issues,
 )
@@ -57,9 +58,30 @@ def test_dead_neuron_bands(ratio: float | None, status: str) -> None:
 
 
 def _layer(
-    name: str, alpha: float | None = 3.0, lsn: float = 0.3, status: str = "ok", reason: Any = None
+    name: str, alpha: float | None = 3.0, lsn: float = 0.3, status: str = "ok", reason: Any = None,
+    spikes: int | None = 40, d: float | None = 0.05,
 ) -> dict:
-    return {"name": name, "alpha": alpha, "log_spectral_norm": lsn, "status": status, "reason": reason}
+    return {"name": name, "alpha": alpha, "log_spectral_norm": lsn, "status": status, "reason": reason,
+            "shape": [256, 256], "num_pl_spikes": spikes if status == "ok" else None,
+            "D": d if status == "ok" else None}
+
+
+def test_trusted_layers_need_a_long_tail_and_a_close_fit() -> None:
+    assert is_trusted(_layer("a", spikes=10, d=0.075))
+    assert not is_trusted(_layer("a", spikes=9, d=0.05))  # a tail of 9 eigenvalues
+    assert not is_trusted(_layer("a", spikes=40, d=0.08))  # a loose fit
+    assert not is_trusted(_layer("a", status="failed", alpha=None))
+
+
+def test_an_alpha_resting_on_one_layer_says_so() -> None:
+    issues = network_issues("actor", _net([_layer("latent_pi.1.weight", spikes=12),
+                                           _layer("mu.weight", status="skipped", alpha=None)]))
+    single = [i for i in issues if i["code"] == "single_layer"]
+    assert len(single) == 1
+    assert "alpha rests on a single layer (latent_pi.1.weight, 256x256, 12 tail eigenvalues, trusted)" in \
+        single[0]["message"]
+    two = network_issues("m", _net([_layer("a"), _layer("b")]))
+    assert not [i for i in two if i["code"] == "single_layer"]
 
 
 def _net(layers: list[dict], **summary: Any) -> dict:
@@ -100,9 +122,10 @@ def test_each_issue_rule_fires() -> None:
         ("low_stable_rank", "over-parameterised"),
         ("fit_failed", "fit failed in 1 layer(s) (4.weight)"),
         ("dead_neurons", "critical dead-neuron ratio 40.0%"),
+        ("single_layer", "alpha rests on a single layer (0.weight"),
     ):
         assert fragment in by_code[code]
-    assert len(issues) == len(by_code) == 7
+    assert len(issues) == len(by_code) == 8
     assert all(i["network"] == "critic_1" and not i["message"].startswith("critic_1") for i in issues)
     assert issue_text(issues[0]).startswith("critic_1: NaN/Inf weights")
 

@@ -54,6 +54,11 @@ def test_smoke_study_trains_analyzes_scores_and_reports_then_reuses_its_cache(tm
     assert "SMOKE PLAN: not evidence" in report
     assert "| `guide` |" in report and "## Every run × rule" in report
     assert "`actor` → policy" in report and "`critic_target` → target" in report  # SB3 zip networks
+    # the daemon's own rules fire where the study's candidates did, run by run
+    agreement = [line for line in report.splitlines() if line.startswith("| `share_below`")
+                 or line.startswith("| `guide` | `guide`") or line.startswith("| `trusted_min`")]
+    assert len(agreement) == 3, agreement
+    assert all(f"| {len(runs)}/{len(runs)} |" in line for line in agreement), agreement
 
     mtimes = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     second = study(cache, out)

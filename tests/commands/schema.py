@@ -16,7 +16,8 @@ LAYER_FIELDS = {"name", "key", "shape", "kind", "alpha", "stable_rank", "log_spe
                 "D", "xmin", "num_pl_spikes", "num_evals", "status", "reason"}
 SUMMARY_FIELDS = {"alpha", "alpha_std", "alpha_min", "alpha_max", "stable_rank_mean",
                   "stable_rank_utilization", "log_spectral_norm_mean", "layers_analyzed",
-                  "layers_skipped", "layers_failed", "health", "dead_neurons"}
+                  "layers_skipped", "layers_failed", "layers_trusted", "alpha_min_trusted", "health",
+                  "dead_neurons"}
 NUMBER_OR_NULL = ("alpha", "stable_rank", "log_spectral_norm", "D", "xmin")
 
 
@@ -52,6 +53,10 @@ def check_network(net: dict[str, Any], name: str, where: str) -> None:
     assert s["layers_analyzed"] == sum(x["status"] == "ok" for x in layers), where
     assert s["layers_skipped"] == sum(x["status"] == "skipped" for x in layers), where
     assert s["layers_failed"] == sum(x["status"] == "failed" for x in layers), where
+    trusted = [x["alpha"] for x in layers
+               if x["status"] == "ok" and (x["num_pl_spikes"] or 0) >= 10 and (x["D"] or 1.0) <= 0.075]
+    assert s["layers_trusted"] == len(trusted), where
+    assert s["alpha_min_trusted"] == (min(trusted) if trusted else None), where
     dead = s["dead_neurons"]
     assert dead["method"] in {"activation", "weight"} and dead["status"] in DEAD_STATES, where
     assert isinstance(dead["count"], int) and isinstance(dead["total"], int), where

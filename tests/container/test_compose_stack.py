@@ -97,16 +97,21 @@ def _build_monitoring_images(base: str) -> None:
                env={"DOCKER_BUILDKIT": "0"} if docker("buildx", "version", check=False).returncode else None)
 
 
-def _drop_overfit_checkpoint(stack: Stack, images: Images, tmp: Path) -> None:
-    """Write a heavy-tailed checkpoint into the stack's `checkpoints` volume, renamed into place."""
-    from tests.deploy.weights import write_overfit_checkpoint
+def _drop_overfit_checkpoints(stack: Stack, images: Images, tmp: Path) -> None:
+    """Write two heavy-tailed plain-model checkpoints into the stack's `checkpoints` volume,
+    each renamed into place (the default rule needs two in a row; the SAC trainer's own
+    networks never halt training under it)."""
+    from tests.deploy.weights import write_model_checkpoint
 
-    source = write_overfit_checkpoint(tmp / "overfit.pt", step=1_000_000)
-    source.chmod(0o644)
+    for step in (1_000_000, 1_000_001):
+        path = write_model_checkpoint(tmp / f"overfit_{step}.pt", step=step, overfit=True, seed=step % 97)
+        path.chmod(0o644)
     tmp.chmod(0o755)
     volume = f"{stack.project}_checkpoints"
-    copy = ("import os, shutil; shutil.copy('/in/overfit.pt', '/checkpoints/.overfit.tmp'); "
-            "os.replace('/checkpoints/.overfit.tmp', '/checkpoints/overfit_1000000.pt')")
+    copy = ("import os, shutil\n"
+            "for step in (1000000, 1000001):\n"
+            "    shutil.copy(f'/in/overfit_{step}.pt', '/checkpoints/.overfit.tmp')\n"
+            "    os.replace('/checkpoints/.overfit.tmp', f'/checkpoints/overfit_{step}.pt')\n")
     docker("run", "--rm", "--user", f"{IMAGE_UID}:{IMAGE_UID}", "--network", "none",
            "--volume", f"{volume}:/checkpoints", "--volume", f"{tmp}:/in:ro",
            "--entrypoint", "python", images.trainer, "-c", copy)
@@ -122,7 +127,7 @@ def stack(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         wait_until(lambda: "saved generation_1.pt" in logs(trainer) or not state(trainer)["Running"],
                    timeout=300, interval=1, what="the trainer's first checkpoint")
         assert state(trainer)["Running"], logs(trainer)
-        _drop_overfit_checkpoint(st, images, tmp_path_factory.mktemp("overfit"))
+        _drop_overfit_checkpoints(st, images, tmp_path_factory.mktemp("overfit"))
         yield st
     finally:
         st.compose("down", "--volumes", "--timeout", "10", check=False)
@@ -143,8 +148,8 @@ def test_trainer_halts_itself_on_the_stop_signal(stack: Stack) -> None:
     assert re.search(r"alphawatch stop signal at step [1-9]\d*", output), output
     daemon = stack.container("alphawatch")
     stop = json.loads(docker("exec", daemon, "cat", "/signals/alphawatch-stop.json").stdout)
-    assert stop["stop"] is True and stop["run"] == RUN and stop["network"] == "actor"
-    assert stop["value"] < stop["threshold"] == 2.0
+    assert stop["stop"] is True and stop["run"] == RUN and stop["network"] == "model"
+    assert stop["rule"] == "share_below" and stop["value"] >= stop["threshold"] == 0.5
 
 
 def test_prometheus_scrapes_alphawatch(stack: Stack) -> None:

@@ -10,9 +10,11 @@ bind-mounted read-only; the stop signal goes to a named volume. Then, in order:
    as configured (`docker inspect`) and in effect (/proc/1/status, writes refused);
 3. the checkpoint in the read-only bind mount is analyzed;
 4. /metrics answers on the published host port, and `promtool check metrics` accepts it;
-5. the trainer image trains (SAC, writing into the same folder), the test drops a checkpoint
-   with heavy-tailed weights (tests/deploy/weights.py, alpha ~1.5 < 2.0), the daemon writes the
-   stop file into the shared volume (read-only for the trainer) and the trainer halts itself;
+5. the trainer image trains (SAC, writing into the same folder: its actor and critics never halt
+   training under the default rule, as the study found they must not), the test drops two plain
+   model checkpoints with heavy-tailed weights (tests/deploy/weights.py, every layer's alpha ~1.5),
+   the daemon writes the stop file into the shared volume (read-only for the trainer) on the
+   second (patience 2) and the trainer halts itself;
 6. `docker restart` re-analyzes nothing (the ledger in the /state volume survives);
 7. `docker stop` (SIGTERM) ends it with exit 0 within the grace period.
 
@@ -85,12 +87,13 @@ class Deployment:
 
 
 def _readable_checkpoint(path: Path, step: int, overfit: bool = False) -> Path:
-    """A real SAC checkpoint, world-readable (the daemon runs as uid 10001, the test as root)."""
-    from tests.deploy.weights import write_overfit_checkpoint
+    """A real checkpoint, world-readable (the daemon runs as uid 10001, the test as root): a SAC
+    one, or with `overfit` a plain model's with every layer heavy-tailed."""
+    from tests.deploy.weights import write_model_checkpoint
     from tests.factories import save_sac_checkpoint
 
     if overfit:
-        write_overfit_checkpoint(path, step=step)
+        write_model_checkpoint(path, step=step, overfit=True, seed=step % 97)
     else:
         save_sac_checkpoint(path, step=step, seed=1)
     path.chmod(0o644)
@@ -206,8 +209,9 @@ def test_trainer_halts_itself_on_the_stop_file_in_the_shared_volume(
     wait_until(lambda: dep.done() >= 2, timeout=240, interval=1, what="the trainer's checkpoint analyzed")
     assert (dep.checkpoints / "generation_1.pt").stat().st_uid == IMAGE_UID  # the trainer wrote it
 
-    # an overfit checkpoint arrives (real heavy-tailed weights, alpha ~1.5 < the 2.0 threshold)
-    _readable_checkpoint(dep.checkpoints / "overfit_1000000.pt", step=1_000_000, overfit=True)
+    # two overfit checkpoints arrive (real heavy-tailed weights, every layer's alpha ~1.5 < 2.0)
+    for step in (1_000_000, 1_000_001):
+        _readable_checkpoint(dep.checkpoints / f"overfit_{step}.pt", step=step, overfit=True)
     final = wait_exited(dep.trainer, timeout=300)
     output = logs(dep.trainer)
     assert final["ExitCode"] == 0, output
@@ -217,8 +221,9 @@ def test_trainer_halts_itself_on_the_stop_file_in_the_shared_volume(
 
     stop = json.loads(docker("exec", dep.daemon, "cat", STOP_FILE).stdout)
     assert stop["stop"] is True and stop["run"] == RUN
-    assert stop["value"] < stop["threshold"] == 2.0
-    assert stop["checkpoint"] == "/checkpoints/overfit_1000000.pt"
+    assert stop["rule"] == "share_below" and stop["network"] == "model"
+    assert stop["value"] >= stop["threshold"] == 0.5
+    assert stop["checkpoint"] == "/checkpoints/overfit_1000001.pt"
     dep.trainer_exit = final
 
 
@@ -227,7 +232,7 @@ def test_restart_reanalyzes_nothing(deployment: Deployment) -> None:
     # first every checkpoint in the folder is done (the trainer may have saved one more just
     # before it halted): what the restarted daemon analyzes after this would be a re-analysis
     files = {f"/checkpoints/{p.name}" for p in dep.checkpoints.glob("*.pt")}
-    assert len(files) >= 3  # generation_100, the trainer's, the overfit one
+    assert len(files) >= 4  # generation_100, the trainer's, the two overfit ones
 
     def analyzed_paths() -> set[str]:
         return {e["path"] for e in json_events(logs(dep.daemon)) if e.get("event") == "checkpoint_analyzed"}

@@ -29,32 +29,23 @@ DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "alphawatch.yml"
 K8S = DEPLOY / "k8s"
 
-# Exactly the names of issue 3 / README "Metrics reference" (histogram series included).
-METRIC_NAMES = frozenset(
-    {
-        "alphawatch_alpha",
-        "alphawatch_alpha_min",
-        "alphawatch_alpha_max",
-        "alphawatch_stable_rank_mean",
-        "alphawatch_log_spectral_norm_mean",
-        "alphawatch_layers_analyzed",
-        "alphawatch_dead_neurons",
-        "alphawatch_neurons",
-        "alphawatch_dead_neuron_ratio",
-        "alphawatch_health",
-        "alphawatch_checkpoint_step",
-        "alphawatch_last_analysis_timestamp_seconds",
-        "alphawatch_checkpoints",
-        "alphawatch_checkpoint_failures_total",
-        "alphawatch_analysis_duration_seconds",
-        "alphawatch_analysis_duration_seconds_bucket",
-        "alphawatch_analysis_duration_seconds_sum",
-        "alphawatch_analysis_duration_seconds_count",
-        "alphawatch_stop_signal",
-        "alphawatch_layer_alpha",
-        "alphawatch_build_info",
-    }
-)
+# The names the daemon exports (alphawatch.service.metrics.METRICS, the one list), with the
+# series names a histogram and a counter expose.
+def _series_names() -> frozenset[str]:
+    from alphawatch.service.metrics import METRICS
+
+    names: set[str] = set()
+    for name, (kind, _labels, _doc) in METRICS.items():
+        if kind == "histogram":
+            names |= {name, f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+        elif kind == "counter":
+            names.add(f"{name}_total" if not name.endswith("_total") else name)
+        else:
+            names.add(name)
+    return frozenset(names)
+
+
+METRIC_NAMES = _series_names()
 METRIC_RE = re.compile(r"\balphawatch_[a-z_]+\b")
 
 def load_yaml(path: Path) -> Any:

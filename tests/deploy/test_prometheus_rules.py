@@ -107,7 +107,8 @@ def test_rules_use_only_documented_metric_names() -> None:
 
 def test_thresholds_are_the_documented_ones() -> None:
     exprs = {a["alert"]: " ".join(a["expr"].split()) for a in _alerts()}
-    assert exprs["AlphawatchOverfitting"] == "alphawatch_alpha < 2"
+    assert exprs["AlphawatchOverfitting"] == (
+        'alphawatch_alpha_min_trusted < 2 and on (run, network) alphawatch_network_info{role="model"}')
     assert exprs["AlphawatchUndertrained"] == "alphawatch_alpha > 6"
     assert "alphawatch_dead_neuron_ratio > 0.15" in exprs["AlphawatchDeadNeuronsHigh"]
     assert exprs["AlphawatchDeadNeuronsCritical"] == "alphawatch_dead_neuron_ratio > 0.30"

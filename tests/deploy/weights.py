@@ -39,3 +39,22 @@ def write_overfit_checkpoint(path: Path, step: int, exponent: float = 1.5) -> Pa
             if key.endswith("weight"):
                 state[key] = heavy_tailed_weight(tuple(state[key].shape), exponent=exponent, seed=i)
     return atomic_torch_save(obj, path)
+
+
+def write_model_checkpoint(path: Path, step: int, *, overfit: bool = False, seed: int = 0,
+                           sizes: tuple[int, ...] = (32, 256, 256, 256, 10)) -> Path:
+    """A plain model's checkpoint (`{"model": state_dict, "step": n}`, one network `model`):
+    default-init weights (alpha well above 2) or, with `overfit`, every Linear weight
+    heavy-tailed (alpha ~1.5), so every layer is below 2 and the stop rule's statistic
+    (the share of layers below 2) is 1."""
+    import torch
+
+    from tests.factories import atomic_torch_save, mlp
+
+    torch.manual_seed(seed)
+    state = mlp(list(sizes)).state_dict()
+    if overfit:
+        for i, key in enumerate(list(state)):
+            if key.endswith("weight"):
+                state[key] = heavy_tailed_weight(tuple(state[key].shape), exponent=1.5, seed=seed * 100 + i)
+    return atomic_torch_save({"model": state, "step": step}, path)

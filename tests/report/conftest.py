@@ -61,6 +61,8 @@ def network(name: str, alphas: list[float | None], dead: int = 3, hidden: int = 
         "layers_analyzed": len(ok),
         "layers_skipped": sum(e["status"] == "skipped" for e in layers),
         "layers_failed": sum(e["status"] == "failed" for e in layers),
+        "layers_trusted": len(ok),
+        "alpha_min_trusted": min(ok_alphas) if ok_alphas else None,
         "health": _verdict(statistics.fmean(ok_alphas) if ok_alphas else None),
         "dead_neurons": {"method": method, "count": dead, "total": total, "ratio": ratio,
                          "status": "good" if ratio < 0.05 else "moderate",

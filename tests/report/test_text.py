@@ -34,7 +34,8 @@ def test_network_block_has_every_summary_figure(single_doc: dict[str, Any]) -> N
     assert f"{s['alpha']:.3f} +/- {s['alpha_std']:.3f}" in block
     assert f"{s['log_spectral_norm_mean']:.3f}" in block
     assert f"{s['stable_rank_mean']:.2f} ({s['stable_rank_utilization'] * 100:.1f}% of full rank)" in block
-    assert f"{s['layers_analyzed']} analyzed, {s['layers_skipped']} skipped, 0 failed" in block
+    assert (f"{s['layers_analyzed']} analyzed ({s['layers_trusted']} trusted), "
+            f"{s['layers_skipped']} skipped, 0 failed") in block
 
 
 def test_skipped_layers_show_their_reason(single_doc: dict[str, Any]) -> None:

@@ -28,6 +28,9 @@ def _config(tmp_path: Path, stop_file: Path) -> Config:
             "stop.file": str(stop_file),
             "metrics.host": "127.0.0.1",
             "metrics.port": 0,
+            # one over-fitted actor checkpoint is enough for these tests: the guide's rule
+            # (the default rule needs two plain-model checkpoints in a row)
+            "stop.rule": "guide",
         },
         env={},
     )

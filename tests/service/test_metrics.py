@@ -34,6 +34,7 @@ def network_result(alpha: float | None, layer_alphas: list[float | None], dead: 
             "stable_rank_mean": 5.5 if fitted else None, "stable_rank_utilization": 0.2,
             "log_spectral_norm_mean": 0.42 if fitted else None,
             "layers_analyzed": len(fitted), "layers_skipped": 0, "layers_failed": len(layers) - len(fitted),
+            "layers_trusted": len(fitted), "alpha_min_trusted": min(fitted) if fitted else None,
             "health": alpha_verdict(alpha),
             "dead_neurons": {"method": "weight", "count": dead, "total": total, "ratio": ratio,
                              "status": dead_neuron_status(ratio), "fallback_reason": None, "layers": []},
@@ -98,6 +99,10 @@ def test_network_gauges_show_the_newest_checkpoint(ledger: Ledger) -> None:
     assert value(s, "alphawatch_stable_rank_mean", run="sac", network="actor") == 5.5
     assert value(s, "alphawatch_log_spectral_norm_mean", run="sac", network="actor") == 0.42
     assert value(s, "alphawatch_layers_analyzed", run="sac", network="actor") == 2
+    assert value(s, "alphawatch_layers_trusted", run="sac", network="actor") == 2
+    assert value(s, "alphawatch_alpha_min_trusted", run="sac", network="actor") == pytest.approx(1.9)
+    assert value(s, "alphawatch_network_info", run="sac", network="actor", role="policy") == 1
+    assert value(s, "alphawatch_network_info", run="sac", network="critic", role="critic") == 1
     assert value(s, "alphawatch_dead_neurons", run="sac", network="actor") == 3
     assert value(s, "alphawatch_neurons", run="sac", network="actor") == 64
     assert value(s, "alphawatch_dead_neuron_ratio", run="sac", network="actor") == 3 / 64
@@ -248,3 +253,16 @@ def test_only_configured_runs_are_exported(ledger: Ledger) -> None:
     assert value(s, "alphawatch_alpha", run="sac", network="actor") == pytest.approx(2.2)
     everything = scrape(LedgerCollector(ledger))  # no config: every run in the ledger
     assert value(everything, "alphawatch_checkpoints", run="old", status="done") == 3
+
+
+def test_a_result_stored_by_an_older_version_still_scrapes(tmp_path: Path) -> None:
+    # alphawatch 0.1 stored summaries without layers_trusted / alpha_min_trusted
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.record_seen("sac", "/c/step_1.pt", size=1, mtime_ns=1, inode=1, step=1)
+        old = network_result(2.5, [2.2, 2.8])
+        del old["summary"]["layers_trusted"], old["summary"]["alpha_min_trusted"]
+        ledger.mark_done(ledger.claim_next().id, checkpoint_result("/c/step_1.pt", 1, actor=old), 0.1)  # type: ignore[union-attr]
+        s = scrape(LedgerCollector(ledger, runs=["sac"]))
+    assert value(s, "alphawatch_scrape_collector_success", collector="ledger") == 1
+    assert value(s, "alphawatch_alpha", run="sac", network="actor") == 2.5
+    assert value(s, "alphawatch_layers_trusted", run="sac", network="actor") is None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from alphawatch.analysis.dead_neurons import dead_neurons
 from alphawatch.analysis.eigen import resolve_device
-from alphawatch.analysis.health import alpha_verdict, checkpoint_issues
+from alphawatch.analysis.health import alpha_verdict, checkpoint_issues, is_trusted
 from alphawatch.analysis.layers import analyze_units
 from alphawatch.analysis.matrices import Unit, network_units
 from alphawatch.analysis.options import AnalysisOptions
@@ -61,6 +61,7 @@ def summarize(layers: list[LayerResult], dead: DeadNeurons) -> NetworkSummary:
     utils = [r / n for x in ok if (r := x["stable_rank"]) is not None and (n := x["num_evals"])]
     norms = [v for x in ok if (v := x["log_spectral_norm"]) is not None]
     alpha = _mean(alphas)
+    trusted = [a for x in ok if is_trusted(x) and (a := x["alpha"]) is not None]
     return {
         "alpha": alpha,
         "alpha_std": statistics.pstdev(alphas) if alphas else None,
@@ -72,6 +73,8 @@ def summarize(layers: list[LayerResult], dead: DeadNeurons) -> NetworkSummary:
         "layers_analyzed": len(ok),
         "layers_skipped": sum(1 for x in layers if x["status"] == "skipped"),
         "layers_failed": sum(1 for x in layers if x["status"] == "failed"),
+        "layers_trusted": len(trusted),
+        "alpha_min_trusted": min(trusted) if trusted else None,
         "health": alpha_verdict(alpha),
         "dead_neurons": dead,
     }

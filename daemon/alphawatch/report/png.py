@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alphawatch.analysis.roles import network_role
 from alphawatch.report.csv_report import safe_name
 from alphawatch.report.text import checkpoint_label, fmt_shape
 from alphawatch.results import CheckpointResult, Document, NetworkResult, Trend
@@ -213,7 +214,7 @@ def plot_trend(trend: Trend, path: Path, threshold: float = 2.0) -> Path:
         if not pts:
             continue
         # target networks often equal their source: dashed, hollow and bigger, so both show
-        target = "target" in network.lower()
+        target = network_role(network) == "target"
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)],
                 ls="--" if target else "-", lw=1.4 if target else 1.8, ms=10 if target else 6,
                 markerfacecolor="none" if target else None, markeredgewidth=1.5,

@@ -113,8 +113,8 @@ def format_network(name: str, net: NetworkResult, issues: Sequence[Issue] = ()) 
         _line("Stable rank mean:", f"{fmt(s['stable_rank_mean'], 2)}{util_text}"),
         _line(
             "Layers:",
-            f"{fmt(s['layers_analyzed'])} analyzed, {fmt(s['layers_skipped'])} skipped, "
-            f"{fmt(s['layers_failed'])} failed",
+            f"{fmt(s['layers_analyzed'])} analyzed ({fmt(s['layers_trusted'])} trusted), "
+            f"{fmt(s['layers_skipped'])} skipped, {fmt(s['layers_failed'])} failed",
         ),
     ]
     for layer in net["layers"]:

@@ -36,6 +36,7 @@ from prometheus_client.utils import floatToGoString
 
 from alphawatch import __version__
 from alphawatch.analysis.health import HEALTH_STATES
+from alphawatch.analysis.roles import network_role
 from alphawatch.config import Config
 from alphawatch.errors import REASONS
 from alphawatch.results import NetworkResult
@@ -58,9 +59,17 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "alphawatch_log_spectral_norm_mean": ("gauge", RN, "Mean log10 of the squared largest singular "
                                           "value of the network's layers."),
     "alphawatch_layers_analyzed": ("gauge", RN, "Layers of the network whose power-law fit succeeded."),
+    "alphawatch_layers_trusted": ("gauge", RN, "Fitted layers whose alpha is well estimated (at least 10 "
+                                  "tail eigenvalues, KS distance D <= 0.075); 1 means the network's alpha "
+                                  "rests on one layer."),
+    "alphawatch_alpha_min_trusted": ("gauge", RN, "Lowest alpha among the network's trusted layers, newest "
+                                     "analyzed checkpoint (absent when no layer is trusted)."),
     "alphawatch_dead_neurons": ("gauge", RN, "Dead units found in the network (see alphawatch_neurons)."),
     "alphawatch_neurons": ("gauge", RN, "Units checked for the dead-neuron count."),
     "alphawatch_dead_neuron_ratio": ("gauge", RN, "Dead units over units checked (0-1)."),
+    "alphawatch_network_info": ("gauge", (*RN, "role"), "Always 1; the network's role (model, policy, "
+                                "critic, target, value), read from its name, to join on: `... and on(run, "
+                                "network) alphawatch_network_info{role=\"model\"}`."),
     "alphawatch_health": ("gauge", (*RN, "status"), "1 for the network's current alpha verdict, 0 for "
                           "the other verdicts (overfit, optimal, good, undertrained, ...)."),
     "alphawatch_checkpoint_step": ("gauge", ("run",), "Training step of the newest analyzed checkpoint."),
@@ -84,7 +93,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 }
 # Summary gauge -> key in NetworkResult["summary"]
 _SummaryKey = Literal["alpha", "alpha_min", "alpha_max", "stable_rank_mean", "log_spectral_norm_mean",
-                      "layers_analyzed"]
+                      "layers_analyzed", "layers_trusted", "alpha_min_trusted"]
 _SUMMARY_GAUGES: dict[str, _SummaryKey] = {
     "alphawatch_alpha": "alpha",
     "alphawatch_alpha_min": "alpha_min",
@@ -92,6 +101,8 @@ _SUMMARY_GAUGES: dict[str, _SummaryKey] = {
     "alphawatch_stable_rank_mean": "stable_rank_mean",
     "alphawatch_log_spectral_norm_mean": "log_spectral_norm_mean",
     "alphawatch_layers_analyzed": "layers_analyzed",
+    "alphawatch_layers_trusted": "layers_trusted",
+    "alphawatch_alpha_min_trusted": "alpha_min_trusted",
 }
 _DEAD_GAUGES: dict[str, Literal["count", "total", "ratio"]] = {
     "alphawatch_dead_neurons": "count",
@@ -200,6 +211,8 @@ class LedgerCollector(Collector):
                 fam["alphawatch_checkpoint_step"].add_metric([run], step)
             for network, result in sorted(latest.result["networks"].items()):
                 self._network_families(fam, run, network, result)
+                role = network_role(network, latest.result["format"])
+                fam["alphawatch_network_info"].add_metric([run, network, role], 1.0)
                 if self.per_layer:
                     layer_series = self._layer_families(fam, run, network, result, layer_series)
         if not self.per_layer:
@@ -224,7 +237,7 @@ class LedgerCollector(Collector):
     def _network_families(fam: dict[str, Any], run: str, network: str, result: NetworkResult) -> None:
         summary = result["summary"]
         for name, key in _SUMMARY_GAUGES.items():
-            value = _number(summary[key])
+            value = _number(summary.get(key))  # .get: results stored by an older version lack newer keys
             if value is not None:
                 fam[name].add_metric([run, network], value)
         dead = summary["dead_neurons"]
