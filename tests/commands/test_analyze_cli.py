@@ -175,7 +175,8 @@ def test_console_report_mirrors_the_summary(single_run: dict[str, Any]) -> None:
     dead = actor["dead_neurons"]
     assert f"{dead['count']}/{dead['total']}" in section
     assert f"{actor['stable_rank_utilization'] * 100:.1f}% of full rank" in section
-    assert f"{actor['layers_analyzed']} analyzed, {actor['layers_skipped']} skipped" in section
+    assert (f"{actor['layers_analyzed']} analyzed ({actor['layers_trusted']} trusted), "
+            f"{actor['layers_skipped']} skipped") in section
     assert "Potential issues:" in section
 
 

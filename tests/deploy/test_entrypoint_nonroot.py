@@ -46,7 +46,7 @@ from tests.deploy.helpers import (
     healthcheck_command,
     stage_lineage,
 )
-from tests.deploy.weights import write_overfit_checkpoint
+from tests.deploy.weights import write_model_checkpoint
 from tests.support import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -161,7 +161,9 @@ def test_entrypoint_as_non_root_with_read_only_checkpoints(container_root: Path)
     # the image's filesystem: /checkpoints read-only, /state and /signals owned by the user
     ckpts, state, signals, tmp = root / "checkpoints", root / "state", root / "signals", root / "tmp"
     save_sac_checkpoint(ckpts / "generation_100.pt", step=100, seed=1)
-    write_overfit_checkpoint(ckpts / "generation_200.pt", step=200)
+    # two over-fitted plain-model checkpoints in a row: what the default stop rule fires on
+    write_model_checkpoint(ckpts / "generation_200.pt", step=200, overfit=True, seed=2)
+    write_model_checkpoint(ckpts / "generation_300.pt", step=300, overfit=True, seed=3)
     for path in ckpts.iterdir():
         path.chmod(0o444)
     ckpts.chmod(0o555)  # chmod a-w, like the :ro mount
@@ -213,11 +215,11 @@ def test_entrypoint_as_non_root_with_read_only_checkpoints(container_root: Path)
             assert re.search(rf"^Uid:\s+{uid}\s+{uid}\s+{uid}\s+{uid}$", status, re.M), status
             assert re.search(rf"^Gid:\s+{gid}\s+{gid}\s+{gid}\s+{gid}$", status, re.M), status
 
-        # both checkpoints analyzed, the overfit one raises the stop signal
+        # every checkpoint analyzed, the overfit ones raise the stop signal
         stop_file = Path(config["stop"]["file"])
         deadline = time.monotonic() + 90
         metrics = ""
-        while not (stop_file.exists() and 'status="done"} 2.0' in metrics):
+        while not (stop_file.exists() and 'status="done"} 3.0' in metrics):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"not analyzed in time\n{metrics}\n{log.read_text()}"
             time.sleep(1)

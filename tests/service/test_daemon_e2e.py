@@ -205,7 +205,8 @@ def test_polling_observer_and_a_folder_deleted_and_recreated(tmp_path, daemon_fa
 def test_stop_file_written_exactly_when_the_rule_fires_and_never_half_visible(tmp_path, daemon_factory):
     watch = tmp_path / "ckpts"
     watch.mkdir()
-    d = daemon_factory(watch, config={"stop": {"networks": ["actor"], "threshold": 2.0}})
+    # the guide's rule on the actor: one over-fitted checkpoint fires it
+    d = daemon_factory(watch, config={"stop": {"rule": "guide", "networks": ["actor"], "threshold": 2.0}})
     d.wait_event("worker_ready", timeout=90)
 
     seen: list[dict] = []
