@@ -11,7 +11,8 @@
 #
 # Environment knobs: PYTHON_BIN_DIR (default .venv/bin), DEMO_DIR (.demo),
 # DEMO_PORT (9841, or a free port if taken), DEMO_THRESHOLD (2.0), DEMO_TIMEOUT (600 s),
-# DEMO_EXAMPLE (overfit_mlp.py; train_sac.py works too, slower), DEMO_ARGS (extra options),
+# DEMO_EXAMPLE (overfit_mlp.py; train_sac.py runs to its end: no SAC network halts training
+# under the default rule), DEMO_ARGS (extra options),
 # DEMO_KEEP_RUNNING=1 (keep the daemon up after training stops, until Ctrl-C).
 set -euo pipefail
 
@@ -50,7 +51,7 @@ mkdir -p "$CKPT" "$(dirname "$STOP")"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 get() { "$BIN/python" -c 'import sys, urllib.request as u; sys.stdout.write(u.urlopen(sys.argv[1], timeout=2).read().decode())' "$1"; }
 
-say "starting the daemon: watching $CKPT, stop when alpha < $THRESHOLD, metrics on $METRICS"
+say "starting the daemon: watching $CKPT, default stop rule (half a model's layers below alpha $THRESHOLD, twice in a row), metrics on $METRICS"
 # Full JSON log in daemon.log; on the terminal only the lines a newcomer cares about.
 "$BIN/alphawatch" run --watch "$CKPT" --run demo --state "$LEDGER" \
   --metrics-host 127.0.0.1 --metrics-port "$PORT" --stop-file "$STOP" \

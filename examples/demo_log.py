@@ -24,8 +24,9 @@ def short(event: dict) -> str | None:
         return f"could not analyze {name}: {event.get('reason')}: {event.get('message')}"
     if kind in ("stop_written", "stop_file_exists"):
         verb = "wrote the stop file" if kind == "stop_written" else "stop file already there"
-        return (f"{verb} {event.get('path')}: {event.get('network')} alpha {event.get('value'):.3f} "
-                f"< {event.get('threshold')} at {Path(str(event.get('checkpoint'))).name}")
+        return (f"{verb} {event.get('path')}: {event.get('network')} {event.get('metric')} "
+                f"{event.get('value'):.3f} (threshold {event.get('threshold')}, rule {event.get('rule')}) "
+                f"at {Path(str(event.get('checkpoint'))).name}")
     if kind == "worker_ready":
         return "analysis worker ready (torch and WeightWatcher loaded once)"
     if event.get("level") in ("warning", "error", "critical"):

@@ -481,8 +481,8 @@ def load_config(
 def summary(config: Config) -> str:
     """One line describing the effective configuration (for check-config and the start log)."""
     runs = ", ".join(f"{r.name}={r.watch}{' (recursive)' if r.recursive else ''}" for r in config.runs)
-    stop = (f"stop when alpha < {config.stop.threshold:g} -> {config.stop.file}" if config.stop.enabled
-            else "stop signal disabled")
+    stop = (f"stop rule {config.stop.rule} (alpha < {config.stop.threshold:g}) -> {config.stop.file}"
+            if config.stop.enabled else "stop signal disabled")
     return (f"{len(config.runs)} run(s): {runs}; state {config.state.path}; "
             f"metrics {config.metrics.host}:{config.metrics.port}; {stop}")
 

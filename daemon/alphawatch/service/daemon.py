@@ -281,9 +281,10 @@ class Daemon:
             return
         self._stop_retry.discard(run)
         self.ledger.record_stop(run, path, signal_.to_json())
-        fields = {"run": run, "path": str(path), "network": signal_.network,
-                  "value": None if signal_.value is None else round(signal_.value, 4),
-                  "threshold": stop.threshold, "checkpoint": signal_.checkpoint}
+        value = None if signal_.value is None else round(signal_.value, 4)
+        fields = {"run": run, "path": str(path), "rule": stop.rule, "network": signal_.network,
+                  "metric": signal_.metric, "value": value, "threshold": signal_.threshold,
+                  "checkpoint": signal_.checkpoint}
         if written:
             self.log.info("stop_written", **fields)
         else:
