@@ -140,6 +140,8 @@ class DaemonProcess:
         run: str = "run1",
         extra: list[str] | None = None,
         config: dict[str, Any] | None = None,
+        popen: dict[str, Any] | None = None,
+        python: str | None = None,
     ) -> None:
         import subprocess
         import sys
@@ -163,7 +165,7 @@ class DaemonProcess:
         self.config_path.write_text(yaml.safe_dump(cfg))
         self.log_path = base / f"daemon-{time.monotonic_ns()}.log"
         args = [
-            sys.executable,
+            python or sys.executable,
             "-m",
             "alphawatch",
             "run",
@@ -186,7 +188,7 @@ class DaemonProcess:
             *(extra or []),
         ]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=base)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=base, **(popen or {}))
         self.port = int(self.wait_event("metrics_listening", timeout=60)["port"])
 
     # ---- log

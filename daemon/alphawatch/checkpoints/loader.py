@@ -90,7 +90,12 @@ def _load(
         shown = f"{display} (-> {resolved})" if linked else display
         raise CheckpointError(exc.reason, exc.message.replace(str(resolved), shown)) from None
     obj, reported, notes, step = _read(resolved, fmt, display, root)
-    found = unwrap.unwrap(obj)
+    try:
+        found = unwrap.unwrap(obj)
+    except unwrap.TooComplex as exc:
+        raise CheckpointError(
+            "not_a_checkpoint", f"{display}: {exc}; no training checkpoint holds that many, so it is "
+            "refused rather than walked") from None
     notes.extend(found.notes)
     if not found.tensors:
         if found.meta_tensors:

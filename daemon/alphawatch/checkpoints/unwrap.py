@@ -44,6 +44,7 @@ class Found:
     # tensors without data (device 'meta': a model built with torch.device("meta") or
     # accelerate's init_empty_weights and saved before its weights were materialized)
     meta_tensors: list[str] = field(default_factory=list)
+    visited: int = 0  # objects the walk looked at (bounded by MAX_NODES)
 
 
 def is_ignored_key(key: str) -> bool:
@@ -73,25 +74,55 @@ def _is_tensor(value: Any) -> bool:
     return isinstance(value, torch.Tensor | LazyTensor)
 
 
-def _holds_tensors(value: Any, depth: int = 0) -> bool:
-    if depth > 50:
-        return False
-    if _is_tensor(value) or _is_float_array(value):
-        return True
-    if is_optimizer_state(value):
-        return False
-    if isinstance(value, Mapping):
-        return any(_holds_tensors(v, depth + 1) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_holds_tensors(v, depth + 1) for v in value)
-    return False
+# Why bounds: `weights_only` unpickling allows shared references, so a 27 KB file can hold
+# `L_k = [L_{k-1}, L_{k-1}]` thirty levels deep: a DAG with 2**30 paths. Every walk below
+# visits each container once (memo by `id`), stops at MAX_DEPTH, and gives up after
+# MAX_NODES objects, so no file can keep the worker busy for more than a moment.
+MAX_DEPTH = 50
+MAX_NODES = 5_000_000
+# Leaves that can never hold weights: skipped with one type lookup each.
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
-def _holds_weights(value: Any) -> bool:
-    """A state-dict-like container, or a matrix; a scalar or a metrics curve is not weights."""
-    if _is_tensor(value) or _is_float_array(value):
-        return len(value.shape) >= 2
-    return isinstance(value, Mapping | list | tuple) and _holds_tensors(value)
+class TooComplex(ValueError):
+    """The object graph outside the tensors has more than MAX_NODES objects."""
+
+
+class _Walk:
+    """One budget and one memo for every walk over one loaded object."""
+
+    def __init__(self, max_nodes: int) -> None:
+        self.max_nodes = max_nodes
+        self.visited = 0
+        self._holds: dict[int, bool] = {}
+
+    def count(self, n: int = 1) -> None:
+        self.visited += n
+        if self.visited > self.max_nodes:
+            raise TooComplex(f"more than {self.max_nodes:,} objects outside the tensors")
+
+    def holds_tensors(self, value: Any, depth: int = 0) -> bool:
+        if depth > MAX_DEPTH or type(value) in _SCALARS:
+            return False
+        if _is_tensor(value) or _is_float_array(value):
+            return True
+        if not isinstance(value, Mapping | list | tuple) or is_optimizer_state(value):
+            return False
+        known = self._holds.get(id(value))
+        if known is not None:
+            return known
+        self._holds[id(value)] = False  # a cycle back here adds nothing
+        children = value.values() if isinstance(value, Mapping) else value
+        self.count(len(children))
+        answer = any(self.holds_tensors(v, depth + 1) for v in children)
+        self._holds[id(value)] = answer
+        return answer
+
+    def holds_weights(self, value: Any) -> bool:
+        """A state-dict-like container, or a matrix; a scalar or a metrics curve is not weights."""
+        if _is_tensor(value) or _is_float_array(value):
+            return len(value.shape) >= 2
+        return isinstance(value, Mapping | list | tuple) and self.holds_tensors(value)
 
 
 def _is_float_array(value: Any) -> bool:
@@ -128,22 +159,28 @@ def _holds_any(value: Any) -> bool:
     return value is not None and not isinstance(value, str | int | float | bool)
 
 
-def unwrap(obj: Any) -> Found:
-    """Peel wrappers and list every floating tensor below the base (see module doc)."""
+def unwrap(obj: Any, max_nodes: int | None = None) -> Found:
+    """Peel wrappers and list every floating tensor below the base (see module doc).
+
+    Each container is walked once, however often it is referenced (a container reached
+    again is an alias of one already listed); raises TooComplex past `max_nodes` objects.
+    """
+    walk = _Walk(MAX_NODES if max_nodes is None else max_nodes)
     notes: list[str] = []
     prefix: list[str] = []
     base = _drop_ignored(obj, notes, "")
     while isinstance(base, Mapping):
-        holders = [k for k, v in base.items() if _holds_weights(v)]
+        holders = [k for k, v in base.items() if walk.holds_weights(v)]
         if len(holders) != 1 or holders[0] not in WRAPPER_KEYS or not isinstance(base[holders[0]], Mapping):
             break
-        strays = sorted(k for k, v in base.items() if k != holders[0] and _holds_tensors(v))
+        strays = sorted(k for k, v in base.items() if k != holders[0] and walk.holds_tensors(v))
         if strays:
             notes.append(f"ignored tensors outside any network: {', '.join(strays[:5])}")
         prefix.append(holders[0])
         base = _drop_ignored(base[holders[0]], notes, f" in {'.'.join(prefix)}")
     found = Found(base=base, prefix=tuple(prefix), notes=notes)
-    _collect(base, (), found, 0)
+    _collect(base, (), found, 0, walk, set())
+    found.visited = walk.visited
     if found.integer_tensors:
         sample = ", ".join(found.integer_tensors[:3])
         found.notes.append(f"ignored {len(found.integer_tensors)} non-floating tensors (e.g. {sample})")
@@ -154,8 +191,9 @@ def unwrap(obj: Any) -> Found:
     return found
 
 
-def _collect(value: Any, parts: tuple[str, ...], found: Found, depth: int) -> None:
-    if depth > 50 or is_optimizer_state(value):
+def _collect(value: Any, parts: tuple[str, ...], found: Found, depth: int, walk: _Walk,
+             seen: set[int]) -> None:
+    if depth > MAX_DEPTH or type(value) in _SCALARS or is_optimizer_state(value):
         return
     if _is_tensor(value):
         if value.is_meta:
@@ -171,5 +209,12 @@ def _collect(value: Any, parts: tuple[str, ...], found: Found, depth: int) -> No
 
         found.tensors.append((parts, torch.from_numpy(np.ascontiguousarray(value))))
         return
-    for key, child in _entries(value):
-        _collect(child, parts + (key,), found, depth + 1)
+    if not isinstance(value, Mapping | list | tuple) or id(value) in seen:
+        return
+    seen.add(id(value))
+    if not walk.holds_tensors(value, depth):  # memoized: a tensor-free subtree costs nothing more
+        return
+    entries = _entries(value)
+    walk.count(len(entries))
+    for key, child in entries:
+        _collect(child, parts + (key,), found, depth + 1, walk, seen)
