@@ -51,7 +51,10 @@ from alphawatch.errors import ConfigError
 from alphawatch.service.stop_rule import RULE_NAMES
 
 DEFAULT_METRICS_PORT = 9841
-DEFAULT_IGNORE = ("*.tmp", "*.part", "*.partial", "tmp-checkpoint-*", ".*", "*~", "*.swp")
+# Python's tempfile.mkstemp / NamedTemporaryFile: "tmp" + 8 of [a-z0-9_], then any suffix given.
+PYTHON_TEMPFILE = "tmp" + "[a-z0-9_]" * 8
+DEFAULT_IGNORE = ("*.tmp", "*.part", "*.partial", "*.incomplete", "tmp-checkpoint-*", PYTHON_TEMPFILE,
+                  f"{PYTHON_TEMPFILE}.*", ".*", "*~", "*.swp")
 OBSERVERS = ("auto", "inotify", "polling")
 BACKLOG_POLICIES = ("all", "latest")
 LOG_FORMATS = ("auto", "json", "console")

@@ -188,7 +188,8 @@ class DaemonProcess:
             *(extra or []),
         ]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=base, **(popen or {}))
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=base,
+                                     **(popen or {}))
         self.port = int(self.wait_event("metrics_listening", timeout=60)["port"])
 
     # ---- log

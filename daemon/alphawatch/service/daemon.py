@@ -96,8 +96,8 @@ class Daemon:
         self.server.start()
         self.log.info("metrics_listening", host=cfg.metrics.host, port=self.server.port)
         if not self.watchers:
-            self.watchers = [RunWatcher(run, cfg.watch, self._on_candidate, logger=self.log)
-                             for run in cfg.runs]
+            self.watchers = [RunWatcher(run, cfg.watch, self._on_candidate, logger=self.log,
+                                        moved_away=self._on_moved_away) for run in cfg.runs]
         for watcher in self.watchers:
             watcher.start()
         self._thread = threading.Thread(target=self._analysis_loop, name="analysis", daemon=True)
@@ -142,6 +142,8 @@ class Daemon:
         """Called from a watcher thread for each complete checkpoint version."""
         assert self.ledger is not None
         ident = cand.identity
+        if cand.note is None and self._follow_rename(cand):
+            return
         row_id, queued = self.ledger.record_seen(
             cand.run,
             str(cand.path),
@@ -165,6 +167,26 @@ class Daemon:
                           size=ident.size, queued=queued)
         if queued:
             self._wake.set()
+
+    def _follow_rename(self, cand: Candidate) -> bool:
+        """A new name whose identity (inode, size, mtime) is a known row's whose own name is gone
+        is that file renamed: the row follows it instead of the weights being analyzed again."""
+        assert self.ledger is not None
+        path, ident = str(cand.path), cand.identity
+        if self.ledger.find(cand.run, path) is not None:
+            return False
+        for row in self.ledger.same_identity(cand.run, ident.size, ident.mtime_ns, ident.inode):
+            if not os.path.lexists(row.path) and self.ledger.move(row.id, path, cand.step):
+                self.log.info("checkpoint_renamed", run=cand.run, path=path, old_path=row.path,
+                              status=row.status)
+                return True
+        return False
+
+    def _on_moved_away(self, run: str, path: Path) -> None:
+        """Called from a watcher thread: a recorded file was renamed to a name that is not watched."""
+        assert self.ledger is not None
+        if self.ledger.forget(run, str(path), f"{path} was renamed to a name that is not watched"):
+            self.log.info("checkpoint_moved_away", run=run, path=str(path))
 
     # ---------------------------------------------------------------- analysis side
     def _analysis_loop(self) -> None:

@@ -411,6 +411,53 @@ class Ledger:
                         (message, self.clock(), row_id))
             return cur.rowcount > 0
 
+    def move(self, row_id: int, path: str, name_step: int | None) -> bool:
+        """Row `row_id`'s file was renamed to `path` (same inode, size and mtime): the row follows.
+
+        Why: a producer that writes `staging.pt` and renames it to `model_300.pt` after the
+        quiet period would otherwise leave a `done` row for a name that no longer exists,
+        and have the same weights analyzed again. A done row keeps its result (its `path`,
+        and its `step` if it had none, become the new name's); any other row takes the new
+        name's step. False (nothing changed) when the row is being analyzed right now or a
+        row for `path` already exists.
+        """
+        with self._write() as cur:
+            found = cur.execute("SELECT run, status, fingerprint, mtime_ns FROM checkpoints WHERE id = ?",
+                                (row_id,)).fetchone()
+            if found is None or found[1] == "analyzing":
+                return False
+            run, status, print_, mtime = found
+            if cur.execute("SELECT 1 FROM checkpoints WHERE run = ? AND path = ?", (run, path)).fetchone():
+                return False
+            cur.execute(
+                "UPDATE checkpoints SET path = ?, step = CASE WHEN status = 'done' THEN COALESCE(step, ?)"
+                " ELSE ? END, result = CASE WHEN result IS NULL THEN NULL ELSE json_set(result, '$.path', ?,"
+                " '$.step', COALESCE(json_extract(result, '$.step'), ?)) END WHERE id = ?",
+                (path, name_step, name_step, path, name_step, row_id))
+            self._refresh_anchors(cur, run, row_id, since=mtime)
+            if status == "done" and print_ is not None:
+                self._assign_copies(cur, run, print_)
+            return True
+
+    def forget(self, run: str, path: str, message: str) -> bool:
+        """The file left the watched set by a rename (to an ignored name, or out of the folder):
+        its row becomes `skipped` with reason "moved", so a temp file analyzed before it was
+        renamed away is never counted by the stop rule or shown by the gauges. Unlike a
+        deleted checkpoint (still part of the run's history), a renamed-away file was never
+        the run's checkpoint under that name. False if there is no such row or it is being
+        analyzed (the analysis then finds the file gone)."""
+        with self._write() as cur:
+            found = cur.execute("SELECT id, fingerprint FROM checkpoints WHERE run = ? AND path = ?"
+                                " AND status != 'analyzing'", (run, path)).fetchone()
+            if found is None:
+                return False
+            cur.execute("UPDATE checkpoints SET status = 'skipped', reason = 'moved', message = ?,"
+                        " copy_of = NULL, not_before = NULL, finished_at = ? WHERE id = ?",
+                        (message, self.clock(), found[0]))
+            if found[1] is not None:  # its copies need another original
+                self._assign_copies(cur, run, found[1])
+            return True
+
     def record_stop(self, run: str, path: str | Path, payload: dict[str, Any]) -> None:
         """Remember that the stop file for `run` was written (the latest payload wins)."""
         text = json.dumps(payload, allow_nan=False)
@@ -434,6 +481,11 @@ class Ledger:
         """The row for (run, path), if the ledger knows that checkpoint."""
         rows = self._rows("run = ? AND path = ?", (run, str(path)))
         return rows[0] if rows else None
+
+    def same_identity(self, run: str, size: int | None, mtime_ns: int | None,
+                      inode: int | None) -> list[LedgerRow]:
+        """Rows of `run` whose file had exactly this (size, mtime_ns, inode): a rename's source."""
+        return self._rows("run = ? AND inode = ? AND size = ? AND mtime_ns = ?", (run, inode, size, mtime_ns))
 
     def runs(self) -> list[str]:
         """Every run with a checkpoint row or a stop record, sorted."""

@@ -67,6 +67,7 @@ CREATE INDEX IF NOT EXISTS attempts_run ON attempts (run, outcome);
 CREATE INDEX IF NOT EXISTS checkpoints_order ON checkpoints (run, order_step, mtime_ns, id);
 CREATE INDEX IF NOT EXISTS checkpoints_fingerprint ON checkpoints (run, fingerprint);
 CREATE INDEX IF NOT EXISTS checkpoints_stepped ON checkpoints (run, step, mtime_ns);
+CREATE INDEX IF NOT EXISTS checkpoints_inode ON checkpoints (run, inode);
 """
 # Columns added since schema 1 (ALTER TABLE ... ADD COLUMN, in this order).
 ADDED_COLUMNS = (("order_step", "INTEGER"), ("fingerprint", "TEXT"), ("copy_of", "INTEGER"),

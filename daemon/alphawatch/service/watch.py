@@ -87,9 +87,11 @@ class _Handler(FileSystemEventHandler):
             w.root_gone.set()
             return
         if event.event_type == "moved":
+            dest = Path(os.fsdecode(event.dest_path))
             if src is not None:  # the name a writer had open is gone: that writer is done
                 w.touch(src, closed=True)
-            w.touch(Path(os.fsdecode(event.dest_path)), closed=True)
+                w.renamed(src, dest)
+            w.touch(dest, closed=True)
         elif isinstance(event, FileModifiedEvent) and src is not None:
             w.touch(src, writing=True)
         elif isinstance(event, FileClosedEvent) and src is not None:
@@ -107,10 +109,11 @@ class RunWatcher:
         cfg: WatchConfig,
         emit: Callable[[Candidate], None],
         logger: Any = None,
+        moved_away: Callable[[str, Path], None] | None = None,
     ) -> None:
         from alphawatch.service.logging import get_logger
 
-        self.run, self.cfg, self.emit = run, cfg, emit
+        self.run, self.cfg, self.emit, self.moved_away = run, cfg, emit, moved_away
         self.log = logger if logger is not None else get_logger("alphawatch.watch")
         self.root = Path(os.path.abspath(run.watch))
         self.root_gone = threading.Event()
@@ -162,6 +165,18 @@ class RunWatcher:
                 entry.writers.add(str(path))
             elif closed:
                 entry.writers.discard(str(path))
+
+    def renamed(self, src: Path, dest: Path) -> None:
+        """A candidate renamed to a name that is not one (ignored, or outside the watched set)
+        has left: `moved_away(run, src)` tells the ledger. A rename to another candidate needs
+        nothing here: the destination is recorded, and the ledger sees the same identity."""
+        if self.moved_away is None or self.candidate_for(src) != src or self.candidate_for(dest) is not None:
+            return
+        try:
+            self.moved_away(self.run.name, src)
+        except Exception as exc:  # the ledger may be briefly unavailable; the row stays as it was
+            self.log.warning("watch_emit_failed", run=self.run.name, path=str(src),
+                             error=f"{type(exc).__name__}: {exc}")
 
     def candidate_for(self, path: Path) -> Path | None:
         """The checkpoint (file or checkpoint folder) that `path` belongs to, or None."""
