@@ -62,3 +62,46 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if target:
         with open(target, "w", encoding="utf-8") as fh:
             json.dump(rows, fh, indent=1)
+
+
+@pytest.fixture
+def small_tmpfs() -> Any:
+    """mount_tmpfs(folder, size) -> a real tmpfs of that size mounted at `folder` (a real full
+    disk, refilled and freed at will); unmounted at teardown. Skipped where mounting is not
+    allowed (not root, no CAP_SYS_ADMIN)."""
+    import subprocess
+    from pathlib import Path
+
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: str = "4m") -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): no real full disk to test")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def venv_clone(tmp_path: Any) -> Any:
+    """An interpreter path for this virtualenv that a test may break and restore: a folder
+    with the venv's pyvenv.cfg and lib/ and its own bin/python link to the real binary."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    real = Path(sys.executable)
+    venv = Path(sys.prefix)
+    clone = tmp_path / "pyclone"
+    (clone / "bin").mkdir(parents=True)
+    shutil.copy(venv / "pyvenv.cfg", clone / "pyvenv.cfg")
+    (clone / "lib").symlink_to(venv / "lib")
+    python = clone / "bin" / "python"
+    python.symlink_to(real.resolve())
+    return python

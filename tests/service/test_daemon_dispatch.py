@@ -112,7 +112,7 @@ def test_the_stop_file_recommends_by_the_one_training_order(tmp_path: Path) -> N
             assert row is not None
             ledger.mark_done(row.id, result_for(path, alpha, step), 0.1)
         with capture_logs() as logs:
-            daemon._check_stop("r")
+            daemon.stops().check("r")
         written = json.loads(stop_file.read_text())
         assert written["checkpoint"] == "s300.pt" and written["recommended_checkpoint"] == "best_model.pt"
         assert [(e["event"], e["log_level"]) for e in logs] == [("stop_written", "info")]
@@ -163,17 +163,17 @@ def test_a_stop_file_already_there_at_start_is_reported_and_left_alone(tmp_path:
     daemon = daemon_module.Daemon(config, ledger=ledger)
     try:
         with capture_logs() as logs:
-            daemon._warn_stale_stop_file("r")
+            daemon.stops().warn_stale("r")
             assert [(e["event"], e["log_level"]) for e in logs] == [("stop_file_present", "warning")]
             assert logs[0]["path"] == str(stop_file)
             assert "not written by this daemon" in logs[0]["detail"]
             assert "left over" in stop_file.read_text()  # never touched
             # the daemon's own signal from an earlier life: still said, with how to re-arm
             ledger.record_stop("r", stop_file, {"stop": True})
-            daemon._warn_stale_stop_file("r")
+            daemon.stops().warn_stale("r")
             assert len(logs) == 2 and "--config" in logs[1]["detail"]
             stop_file.unlink()
-            daemon._warn_stale_stop_file("r")  # no file: nothing to say
+            daemon.stops().warn_stale("r")  # no file: nothing to say
             assert len(logs) == 2
     finally:
         ledger.close()

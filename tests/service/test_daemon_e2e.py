@@ -264,7 +264,7 @@ def test_config_error_is_one_line_and_exit_2(tmp_path):
     assert len(lines) == 1 and "quiet_period_secondz" in lines[0]
 
 
-def test_a_taken_metrics_port_is_one_line_and_exit_2(tmp_path):
+def test_a_taken_metrics_port_is_one_log_line_and_exit_2(tmp_path):
     import socket
 
     with socket.socket() as sock:
@@ -278,8 +278,9 @@ def test_a_taken_metrics_port_is_one_line_and_exit_2(tmp_path):
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert proc.returncode == 2
-    plain = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
-    assert len(plain) == 1 and str(port) in plain[0]
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]  # JSON only, even now
+    failed = [line for line in lines if line["event"] == "daemon_start_failed"]
+    assert len(failed) == 1 and str(port) in failed[0]["error"] and failed[0]["level"] == "error"
 
 
 def test_sigint_shuts_down_cleanly(tmp_path, daemon_factory):

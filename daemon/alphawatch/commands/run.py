@@ -1,7 +1,8 @@
 """`alphawatch run`: watch checkpoint folders, analyze, serve metrics, write the stop signal.
 
 Flags override the configuration file (which overrides the defaults and the
-ALPHAWATCH_* environment). A configuration error is one line on stderr, exit 2.
+ALPHAWATCH_* environment). A configuration error is one line on stderr, exit 2; once the
+configuration is read, everything (a start-up failure too) is a log line in its format.
 """
 
 from __future__ import annotations
@@ -46,20 +47,12 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
 def main(args: argparse.Namespace) -> int:
     from alphawatch.config import load_config
     from alphawatch.errors import ConfigError
-    from alphawatch.service.ledger import LedgerError
 
     try:
         config = load_config(args.config, overrides_from(args))
-    except ConfigError as exc:
+    except ConfigError as exc:  # before the log format is known: one plain line
         print(f"alphawatch: {exc}", file=sys.stderr)
         return 2
     from alphawatch.service.daemon import run_daemon
 
-    try:
-        return run_daemon(config)
-    except LedgerError as exc:
-        print(f"alphawatch: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. the metrics port is taken
-        print(f"alphawatch: cannot start: {exc}", file=sys.stderr)
-        return 2
+    return run_daemon(config)  # start-up failures are log lines from here on

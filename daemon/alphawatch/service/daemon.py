@@ -29,6 +29,7 @@ from alphawatch.config import Config
 from alphawatch.errors import CheckpointError
 from alphawatch.results import CheckpointResult
 from alphawatch.service.ledger import Ledger, LedgerRow
+from alphawatch.service.stop_keeper import StopKeeper
 from alphawatch.service.watch import Candidate, RunWatcher
 from alphawatch.service.worker import Abandoned, AnalysisWorker, Outcome, WorkerStartError
 
@@ -56,8 +57,13 @@ class Daemon:
         self._thread: threading.Thread | None = None
         # Why the analysis worker cannot start (None while it can): /readyz reports it.
         self._worker_error: str | None = None
-        # Runs whose stop file is due but could not be written (retried while idle).
-        self._stop_retry: set[str] = set()
+        # The last error that interrupted the analysis loop (None after a clean turn): /readyz.
+        self._loop_error: str | None = None
+        # The row this daemon has claimed and not yet finished (given back after an error).
+        self._claimed: int | None = None
+        self._stops: StopKeeper | None = None
+        # First wait after a failure; it doubles up to max_retry_seconds.
+        self.retry_seconds, self.max_retry_seconds = 1.0, 60.0
 
     # ---------------------------------------------------------------- lifecycle
     def run(self, install_signals: bool = True) -> int:
@@ -135,6 +141,11 @@ class Daemon:
             return False, f"analysis worker cannot start: {self._worker_error}"
         if self.ledger is None or not self.ledger.is_writable():
             return False, f"ledger {self.config.state.path} is not writable"
+        if self._loop_error is not None:
+            return False, f"analysis is failing: {self._loop_error}"
+        for run, error in sorted(self.stops().unwritten.items()):
+            path = self.stops().path(run)
+            return False, f"the stop file {path} of run {run} is due but cannot be written: {error}"
         return True, "; ".join(details) or "ready"
 
     # ---------------------------------------------------------------- watcher side
@@ -190,47 +201,73 @@ class Daemon:
 
     # ---------------------------------------------------------------- analysis side
     def _analysis_loop(self) -> None:
+        """Claim, analyze, record, until shutdown. It never ends on an error: whatever goes
+        wrong (the worker cannot start, the disk is full, a bug) releases the claim, is
+        logged, shows on /readyz, and is retried after a doubling wait."""
         assert self.ledger is not None and self.worker is not None
-        for run in self.config.runs:
-            self._warn_stale_stop_file(run.name)
-            self._check_stop(run.name)
-        try:
-            self.worker.start()  # warm before the first checkpoint arrives
-        except WorkerStartError as exc:
-            self._worker_error = str(exc)
-            self.log.error("worker_start_failed", error=str(exc), retry_in_seconds=0)
-        except Abandoned:
-            return
-        backoff = 1.0
+        wait = self.retry_seconds
+        starting = True
         while not self._stop.is_set():
             try:
-                row = self.ledger.claim_next(self.config.watch.backlog)
-                if row is None:
-                    for name in sorted(self._stop_retry):  # a stop file that could not be written
-                        self._check_stop(name)
-                    self._wake.wait(1.0)
-                    self._wake.clear()
-                    continue
-                if self._stop.is_set():
-                    self.ledger.release(row.id)
-                    break
-                try:
-                    self._analyze(row)
-                    backoff = 1.0
-                    self._worker_error = None
-                except WorkerStartError as exc:
-                    self._worker_error = str(exc)
-                    self.ledger.release(row.id)
-                    self.log.error("worker_start_failed", error=str(exc), retry_in_seconds=backoff)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 60.0)
-                except Abandoned:
-                    self.ledger.release(row.id)
-                    self.log.info("analysis_abandoned", run=row.run, path=row.path)
-                    break
-            except Exception as exc:  # a bug must not silently end analysis
-                self.log.error("analysis_loop_error", error=f"{type(exc).__name__}: {exc}")
-                self._stop.wait(1.0)
+                if starting:
+                    for run in self.config.runs:
+                        self.stops().warn_stale(run.name)
+                        self.stops().check(run.name)  # it may have been due when the daemon died
+                    starting = False
+                self._turn()
+                wait, self._loop_error = self.retry_seconds, None
+            except Abandoned:
+                break
+            except WorkerStartError as exc:
+                self._worker_error = str(exc)
+                self._release_claim()
+                self.log.error("worker_start_failed", error=str(exc), retry_in_seconds=wait)
+                self._stop.wait(wait)
+                wait = min(wait * 2, self.max_retry_seconds)
+            except Exception as exc:  # the ledger's disk is full, or a bug: never end analysis
+                self._loop_error = f"{type(exc).__name__}: {exc}"
+                self._release_claim()
+                self.log.error("analysis_loop_error", error=self._loop_error, retry_in_seconds=wait,
+                               claim_released=self._claimed is None)
+                self._stop.wait(wait)
+                wait = min(wait * 2, self.max_retry_seconds)
+        self._release_claim()
+
+    def _turn(self) -> None:
+        """One turn: give back a claim an error left, make sure the worker runs, then claim and
+        analyze the next checkpoint (or wait for one)."""
+        assert self.ledger is not None and self.worker is not None
+        if self._claimed is not None:
+            self.ledger.release(self._claimed)  # raises again while the ledger cannot be written
+            self._claimed = None
+        self.stops().retry()  # a due stop file that could not be written (a no-op when none)
+        self.worker.start()  # warm before the first checkpoint; a no-op while it runs
+        self._worker_error = None
+        row = self.ledger.claim_next(self.config.watch.backlog)
+        if row is None:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            return
+        self._claimed = row.id
+        if self._stop.is_set():
+            return  # released on the way out
+        try:
+            self._analyze(row)
+        except Abandoned:
+            self.log.info("analysis_abandoned", run=row.run, path=row.path)
+            raise
+        self._claimed = None
+
+    def _release_claim(self) -> None:
+        """Put the claimed row back to pending (attempt not counted); if the ledger refuses
+        (disk full), keep it to give back on the next turn."""
+        if self._claimed is None or self.ledger is None:
+            return
+        try:
+            self.ledger.release(self._claimed)
+        except Exception:  # still unwritable: the next turn tries again
+            return
+        self._claimed = None
 
     def _analyze(self, row: LedgerRow) -> None:
         from alphawatch.checkpoints.safety import resolve_within
@@ -259,7 +296,7 @@ class Daemon:
                     alpha=_alphas(outcome.result),
                     duration_seconds=round(outcome.duration, 3),
                 )
-                self._check_stop(row.run)
+                self.stops().check(row.run)
             return
         gone = not os.path.lexists(path)  # deleted mid-analysis: its failure says nothing about it
         if gone and self.ledger.mark_gone(row.id, f"{path} was deleted while it was analyzed"):
@@ -277,59 +314,12 @@ class Daemon:
             will_retry=status == "pending",
         )
 
-    def _check_stop(self, run: str) -> None:
-        """Write the run's stop file once, when the stop rule fires over its analyzed checkpoints."""
-        from alphawatch.service import stop_rule
-        from alphawatch.service.stop_signal import write_stop_signal
-
+    def stops(self) -> StopKeeper:
+        """The stop files' keeper (built on first use: tests drive a daemon without start())."""
         assert self.ledger is not None
-        stop = self.config.stop
-        if not stop.enabled or self.ledger.stop_recorded(run):
-            return
-        ledger = self.ledger
-        recent = [r.result for r in ledger.distinct_recent(run, stop_rule.window(stop)) if r.result]
-        signal_ = stop_rule.evaluate(recent, ledger.distinct_count(run), stop, run,
-                                     lambda: [r.result for r in ledger.distinct(run) if r.result])
-        if signal_ is None:
-            return
-        path = self._stop_path(run)
-        try:
-            written = write_stop_signal(path, signal_)
-        except OSError as exc:  # e.g. a read-only signals volume: say so, retry while idle
-            if run not in self._stop_retry:
-                self.log.error("stop_write_failed", run=run, path=str(path),
-                               error=f"{type(exc).__name__}: {exc}")
-            self._stop_retry.add(run)
-            return
-        self._stop_retry.discard(run)
-        self.ledger.record_stop(run, path, signal_.to_json())
-        value = None if signal_.value is None else round(signal_.value, 4)
-        fields = {"run": run, "path": str(path), "rule": stop.rule, "network": signal_.network,
-                  "metric": signal_.metric, "value": value, "threshold": signal_.threshold,
-                  "checkpoint": signal_.checkpoint}
-        if written:
-            self.log.info("stop_written", **fields)
-        else:
-            self.log.warning("stop_file_exists", **fields)
-
-    def _stop_path(self, run: str) -> Path:
-        """The run's stop file, absolute (as every path in the logs and the ledger)."""
-        return Path(os.path.abspath(self.config.stop.path_for(run)))
-
-    def _warn_stale_stop_file(self, run: str) -> None:
-        """At start: a stop file already there stops a training job reading it at once (a
-        signal left from an earlier run, or written by hand). Say so; never touch it."""
-        assert self.ledger is not None
-        path = self._stop_path(run)
-        if not self.config.stop.enabled or not os.path.lexists(path):
-            return
-        if self.ledger.stop_recorded(run):
-            detail = ("written by this daemon earlier; training reading it stops, and the rule stays "
-                      "quiet for this run until `alphawatch signal clear --config` re-arms it")
-        else:
-            detail = ("not written by this daemon; training reading it stops at once. Remove it "
-                      "with `alphawatch signal clear` if it is stale")
-        self.log.warning("stop_file_present", run=run, path=str(path), detail=detail)
+        if self._stops is None:
+            self._stops = StopKeeper(self.config, self.ledger, self.log)
+        return self._stops
 
 
 def _alphas(result: CheckpointResult) -> dict[str, float | None]:
@@ -339,13 +329,24 @@ def _alphas(result: CheckpointResult) -> dict[str, float | None]:
 
 
 def run_daemon(config: Config) -> int:
-    """Configure logging, build the daemon and block until a signal; exit status 0."""
-    from alphawatch.service.logging import configure_logging
+    """Configure logging, build the daemon and block until a signal; exit status 0.
+
+    A start-up failure (an unusable ledger, a taken metrics port) is one `daemon_start_failed`
+    log line, in the configured format like every other line, and exit status 2.
+    """
+    from alphawatch.service.ledger import LedgerError
+    from alphawatch.service.logging import configure_logging, get_logger, log_uncaught
 
     configure_logging(config.logging)
-    daemon = Daemon(config)
+    log = get_logger("alphawatch.daemon")
+    log_uncaught(log)
+    daemon = Daemon(config, logger=log)
     started = time.monotonic()
-    daemon.log.info("daemon_starting", runs=[r.name for r in config.runs], pid=os.getpid())
-    code = daemon.run()
-    daemon.log.info("daemon_stopped", uptime_seconds=round(time.monotonic() - started, 1))
+    log.info("daemon_starting", runs=[r.name for r in config.runs], pid=os.getpid())
+    try:
+        code = daemon.run()
+    except (LedgerError, OSError) as exc:
+        log.error("daemon_start_failed", error=str(exc))
+        return 2
+    log.info("daemon_stopped", uptime_seconds=round(time.monotonic() - started, 1))
     return code

@@ -521,9 +521,12 @@ class Ledger:
         rows = self._rows(f"run = ? AND {DISTINCT}", (run,), order=f"{DESC_SQL} LIMIT {int(count)}")
         return rows[::-1]
 
-    def distinct_count(self, run: str) -> int:
-        """How many distinct checkpoints of the run have been analyzed."""
-        rows = self._query(f"SELECT COUNT(*) FROM checkpoints WHERE run = ? AND {DISTINCT}", (run,))
+    def distinct_count(self, run: str, at_most: int | None = None) -> int:
+        """How many distinct checkpoints of the run have been analyzed; with `at_most`, counting
+        stops there (the stop rule only asks "at least min_checkpoints?", after every checkpoint)."""
+        limit = -1 if at_most is None else int(at_most)  # SQLite: LIMIT -1 is no limit
+        rows = self._query(f"SELECT COUNT(*) FROM (SELECT 1 FROM checkpoints WHERE run = ? AND {DISTINCT}"
+                           " LIMIT ?)", (run, limit))
         return int(rows[0][0])
 
     def latest_done(self, run: str) -> LedgerRow | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any, TextIO
 
 import structlog
@@ -96,3 +97,24 @@ def configure_logging(config: LoggingConfig, stream: TextIO | None = None) -> No
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger named `name` (the `logger` field of each line)."""
     return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+
+
+def log_uncaught(log: Any) -> None:
+    """Send exceptions nothing caught (in any thread) through the logs, as one JSON line each.
+
+    Why: Python's default hooks print a bare traceback on stderr, which breaks a JSON log
+    stream (and a log shipper's parsing) exactly when something went wrong.
+    """
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else None
+        log.critical("thread_crashed", thread=name,
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    def main_hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        log.critical("uncaught_exception", exc_info=(kind, value, tb))
+
+    threading.excepthook = thread_hook
+    sys.excepthook = main_hook

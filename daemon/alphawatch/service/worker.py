@@ -92,7 +92,10 @@ class AnalysisWorker:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        """Spawn (if needed) and wait until the worker has imported everything."""
+        """Spawn (if needed: never started, or found dead) and wait until the worker has
+        imported everything. WorkerStartError when it cannot be started."""
+        if self._proc is not None and self._proc.poll() is not None:
+            self._replace(f"found dead while idle (exit {self._proc.returncode})")
         if self._proc is None:
             self._spawn()
         if self._ready is None:
@@ -117,8 +120,23 @@ class AnalysisWorker:
             )
 
     def _spawn(self) -> None:
+        """Start the process; WorkerStartError when it cannot even be started (the interpreter
+        is missing or not executable, no descriptors left for its pipes)."""
+        try:
+            self._popen()
+        except OSError as exc:
+            self._proc = None
+            raise WorkerStartError(f"cannot run {self.python}: {type(exc).__name__}: "
+                                   f"{exc.strerror or exc}") from None
+
+    def _popen(self) -> None:
         req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
+        try:
+            resp_r, resp_w = os.pipe()
+        except OSError:
+            os.close(req_r)
+            os.close(req_w)
+            raise
         cfg = self.cfg
         settings = {"threads": cfg.threads, "nice": cfg.nice, "memory_limit_mb": cfg.memory_limit_mb,
                     "parent_pid": os.getpid(), "options": self.options.to_json()}
@@ -131,6 +149,10 @@ class AnalysisWorker:
                 pass_fds=(resp_w,),
                 start_new_session=True,  # its own process group: a kill reaches anything it spawned
             )
+        except OSError:
+            os.close(req_w)
+            os.close(resp_r)
+            raise
         finally:
             os.close(req_r)
             os.close(resp_w)
@@ -199,13 +221,14 @@ class AnalysisWorker:
         self._reap()
         self.restarts += 1
         self.log.warning("worker_replaced", old_pid=old, why=why)
-        self._spawn()  # warm up in the background; the next analyze() waits for its ready line
+        try:
+            self._spawn()  # warm up in the background; the next analyze() waits for its ready line
+        except WorkerStartError:
+            pass  # the next start() tries again and raises it, with the checkpoint not yet claimed
 
     # ---------------------------------------------------------------- requests
     def analyze(self, path: Path, root: Path | None) -> Outcome:
         """Analyze one checkpoint; never raises for a bad file (only WorkerStartError, Abandoned)."""
-        if self._proc is not None and self._proc.poll() is not None:
-            self._replace(f"found dead while idle (exit {self._proc.returncode})")
         self.start()
         self._seq += 1
         request = {"id": self._seq, "path": str(path), "root": str(root) if root else None}
