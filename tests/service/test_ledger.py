@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from alphawatch.service.ledger import STATUSES, Ledger, LedgerError
+from alphawatch.service.ledger_schema import SCHEMA_VERSION
 
 
 def seen(ledger: Ledger, path: str, step: int | None = None, run: str = "r", size: int = 10,
@@ -181,24 +182,24 @@ def test_failure_counter_never_goes_down_and_survives_reopen(tmp_path: Path) -> 
         assert ledger.status_counts("r")["done"] == 1
 
 
-def test_requeue_interrupted_and_crash_loop_bound(tmp_path: Path) -> None:
+def test_interrupted_analyses_are_requeued_without_using_up_attempts(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     with Ledger(path, max_attempts=2) as ledger:
         a, _ = seen(ledger, "a.pt", 1)
-        b, _ = seen(ledger, "b.pt", 2)
+        seen(ledger, "b.pt", 2)
         ledger.claim_next()
-    # "crash": reopen with a analyzing
+    for crash in range(1, 4):  # the daemon dies during a's analysis, again and again
+        with Ledger(path, max_attempts=2) as ledger:
+            assert ledger.get(a).status == "analyzing"  # type: ignore[union-attr]
+            requeued = ledger.requeue_interrupted()
+            found = [(r.id, r.status, r.attempts, r.interruptions) for r in requeued]
+            assert found == [(a, "pending", 0, crash)]
+            assert ledger.claim_next().id == a  # type: ignore[union-attr]
     with Ledger(path, max_attempts=2) as ledger:
-        assert ledger.get(a).status == "analyzing"  # type: ignore[union-attr]
-        assert ledger.requeue_interrupted() == 1
-        assert ledger.get(a).status == "pending"  # type: ignore[union-attr]
-        assert ledger.claim_next().id == a  # type: ignore[union-attr]
-    with Ledger(path, max_attempts=2) as ledger:  # died on it a second time: attempts used up
-        assert ledger.requeue_interrupted() == 0
-        row = ledger.get(a)
-        assert (row.status, row.reason) == ("failed", "worker_crashed")  # type: ignore[union-attr]
-        assert ledger.failure_counts("r") == {"worker_crashed": 1}
-        assert ledger.claim_next().id == b  # type: ignore[union-attr]
+        ledger.requeue_interrupted()
+        assert ledger.failure_counts("r") == {}
+        row = ledger.claim_next()
+        assert row is not None and row.id == a and row.attempts == 1 and row.interruptions == 4
 
 
 def test_release_does_not_count_the_attempt(ledger: Ledger) -> None:
@@ -473,7 +474,8 @@ def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
         assert [r.path for r in ledger.distinct("r")] == ["a_1.pt", "a_2.pt"]  # best.pt is a copy of a_1
         assert ledger.find("r", "best.pt").copy_of == ledger.find("r", "a_1.pt").id  # type: ignore[union-attr]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        assert version == str(SCHEMA_VERSION)
 
 
 def test_the_same_weights_at_two_steps_are_two_checkpoints(ledger: Ledger) -> None:

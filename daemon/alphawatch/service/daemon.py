@@ -94,7 +94,12 @@ class Daemon:
         if self.ledger is None:
             self.ledger = Ledger(cfg.state.path, cfg.state.max_attempts)
         requeued = self.ledger.requeue_interrupted()
-        self.log.info("ledger_opened", path=str(Path(cfg.state.path).absolute()), requeued=requeued)
+        self.log.info("ledger_opened", path=str(Path(cfg.state.path).absolute()), requeued=len(requeued))
+        for row in requeued:
+            self.log.warning("analysis_interrupted", run=row.run, path=row.path,
+                             interruptions=row.interruptions, attempts=row.attempts,
+                             detail="the daemon stopped during this analysis; it is analyzed again, "
+                                    "and the interrupted attempt is not counted")
         if self.worker is None:
             self.worker = AnalysisWorker(cfg.worker, cfg.analysis, logger=self.log)
         registry = build_registry(self.ledger, cfg)

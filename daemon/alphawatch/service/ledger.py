@@ -271,28 +271,23 @@ class Ledger:
         for row_id, original in copy_of.items():
             cur.execute("UPDATE checkpoints SET copy_of = ? WHERE id = ?", (original, row_id))
 
-    def requeue_interrupted(self) -> int:
-        """At startup: rows left `analyzing` by a crash go back to `pending`; return how many.
+    def requeue_interrupted(self) -> list[LedgerRow]:
+        """At startup: rows left `analyzing` by the daemon's death go back to `pending`; returns them.
 
-        A row whose attempts are already used up (the daemon died on it every time) is
-        marked failed with reason "worker_crashed" instead, so a crash loop stays bounded.
+        The interrupted attempt is not counted against `max_attempts` (it is given back and
+        counted in `interruptions` instead): the daemon's death says nothing about the file.
+        The daemon never loads a checkpoint itself, and its worker is the first process the
+        kernel's OOM killer picks (`oom_score_adj` 1000) and dies with it, so no checkpoint
+        can kill the daemon; three `kill -9`s during one analysis used to fail a good one.
         """
-        now = self.clock()
         with self._write() as cur:
-            exhausted = cur.execute(
-                "SELECT id, run FROM checkpoints WHERE status = 'analyzing' AND attempts >= ?",
-                (self.max_attempts,)).fetchall()
-            for row_id, run in exhausted:
-                cur.execute(
-                    "UPDATE checkpoints SET status = 'failed', reason = 'worker_crashed', message = ?,"
-                    " finished_at = ? WHERE id = ?",
-                    (f"the daemon was interrupted during all {self.max_attempts} analysis attempts",
-                     now, row_id))
-                cur.execute("INSERT INTO attempts (checkpoint_id, run, outcome, reason, finished_at)"
-                            " VALUES (?, ?, 'failed', 'worker_crashed', ?)", (row_id, run, now))
-            cur.execute("UPDATE checkpoints SET status = 'pending', started_at = NULL"
+            ids = [r[0] for r in cur.execute("SELECT id FROM checkpoints WHERE status = 'analyzing'")]
+            cur.execute("UPDATE checkpoints SET status = 'pending', started_at = NULL,"
+                        " attempts = MAX(attempts - 1, 0), interruptions = interruptions + 1"
                         " WHERE status = 'analyzing'")
-            return int(cur.rowcount)
+            rows = [cur.execute(f"SELECT {COLUMNS} FROM checkpoints WHERE id = ?", (i,)).fetchone()
+                    for i in ids]
+        return [LedgerRow._from_db(r) for r in rows]
 
     def claim_next(self, backlog: str = "all") -> LedgerRow | None:
         """Atomically move the next pending row to `analyzing` (attempts += 1) and return it.

@@ -17,7 +17,8 @@ STATUSES = ("pending", "analyzing", "done", "failed", "skipped")
 TRANSIENT_REASONS = frozenset({"timeout", "out_of_memory", "worker_crashed", "truncated", "unreadable"})
 # 2: order_step (training-order anchor), fingerprint and copy_of (copies count once),
 #    not_before (retry backoff).
-SCHEMA_VERSION = 2
+# 3: interruptions (attempts cut short by the daemon's own death, not counted as attempts).
+SCHEMA_VERSION = 3
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,6 +43,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     fingerprint TEXT,
     copy_of INTEGER,
     not_before REAL,
+    interruptions INTEGER NOT NULL DEFAULT 0,
     UNIQUE (run, path)
 );
 CREATE TABLE IF NOT EXISTS attempts (
@@ -71,11 +73,11 @@ CREATE INDEX IF NOT EXISTS checkpoints_inode ON checkpoints (run, inode);
 """
 # Columns added since schema 1 (ALTER TABLE ... ADD COLUMN, in this order).
 ADDED_COLUMNS = (("order_step", "INTEGER"), ("fingerprint", "TEXT"), ("copy_of", "INTEGER"),
-                 ("not_before", "REAL"))
+                 ("not_before", "REAL"), ("interruptions", "INTEGER NOT NULL DEFAULT 0"))
 
 FIELDS = ("id", "run", "path", "size", "mtime_ns", "inode", "step", "status", "attempts", "reason",
            "message", "seen_at", "started_at", "finished_at", "duration_seconds", "result",
-           "fingerprint", "copy_of")
+           "fingerprint", "copy_of", "interruptions")
 COLUMNS = ", ".join(FIELDS)
 
 
@@ -101,6 +103,7 @@ class LedgerRow:
     result: CheckpointResult | None
     fingerprint: str | None  # results.fingerprint of the result (None: cannot tell copies apart)
     copy_of: int | None  # the row this one is a copy of (same fingerprint); None for originals
+    interruptions: int  # analyses cut short by the daemon's own death (not counted in attempts)
 
     @classmethod
     def _from_db(cls, row: tuple[Any, ...]) -> LedgerRow:

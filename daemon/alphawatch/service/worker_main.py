@@ -170,9 +170,22 @@ def _die_with_parent(parent: int | None) -> None:
         os._exit(1)
 
 
+def _first_to_be_oom_killed() -> None:
+    """Linux: when memory runs out (the machine's, or a container's limit), the kernel's OOM
+    killer must pick this process, never the daemon: a checkpoint that needs too much memory
+    then fails as `worker_crashed`, while the daemon (which never loads checkpoints) lives on.
+    That is why an interrupted analysis is not counted against the checkpoint (ledger.py)."""
+    try:
+        with open("/proc/self/oom_score_adj", "w", encoding="ascii") as fh:
+            fh.write("1000")
+    except OSError:
+        pass
+
+
 def main(argv: list[str]) -> int:
     settings: dict[str, Any] = json.loads(argv[2]) if len(argv) > 2 else {}
     _die_with_parent(settings.get("parent_pid"))
+    _first_to_be_oom_killed()
     resp_fd = int(argv[1])
     os.dup2(2, 1)  # anything printed (WeightWatcher's "SMALL N PL FIT"...) lands on stderr
     sys.stdout = sys.stderr
