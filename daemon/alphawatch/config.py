@@ -135,7 +135,8 @@ class WorkerConfig:
 class MetricsConfig:
     """The HTTP server for /metrics, /healthz and /readyz."""
 
-    host: str = key("0.0.0.0", "address `/metrics`, `/healthz`, `/readyz` bind to (`::` for IPv6)",
+    host: str = key("127.0.0.1", "address `/metrics`, `/healthz`, `/readyz` bind to: this machine only by "
+                    "default; `0.0.0.0` (the container image's setting) or `::` to be scraped from elsewhere",
                     env="ALPHAWATCH_METRICS_HOST")
     port: int = key(DEFAULT_METRICS_PORT, "`0` = any free port", ge=0, le=65535,
                     env="ALPHAWATCH_METRICS_PORT")

@@ -218,3 +218,20 @@ def test_real_analysis_results_scrape_clean(tmp_path: Path) -> None:
     check = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, text=True,
                            timeout=60)
     assert check.returncode == 0 and not (check.stdout + check.stderr).strip(), check.stdout + check.stderr
+
+
+def test_idle_connections_are_closed_and_capped() -> None:
+    server = MetricsServer("127.0.0.1", 0, CollectorRegistry(), ready=lambda: (True, "ok"),
+                           max_connections=4, idle_timeout=0.5)
+    server.start()
+    try:
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        assert silent.recv(1) == b""  # closed by the server after the idle timeout
+        silent.close()
+        held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(10)]
+        assert get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200  # the longest waiter made room
+        assert server.open_connections() <= 4
+        for sock in held:
+            sock.close()
+    finally:
+        server.stop()

@@ -72,6 +72,7 @@ class _Pending:
     identity: Identity | None = None
     changed_at: float = 0.0
     writers: set[str] = field(default_factory=set)  # files modified and not yet closed (inotify)
+    failures: int = 0  # hand-overs that failed in a row (the ledger refused): the wait doubles
 
 
 class _Handler(FileSystemEventHandler):
@@ -207,12 +208,17 @@ class RunWatcher:
 
     # ---------------------------------------------------------------- the loop
     def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.step(time.monotonic())
-            except Exception as exc:  # never let the watcher thread die silently
-                self.log.error("watch_error", run=self.run.name, error=f"{type(exc).__name__}: {exc}")
-            self._stop.wait(self.tick)
+                failures = 0
+            except Exception as exc:  # never let the watcher thread die; say so, back off
+                failures += 1
+                if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th, 8th ... in a row
+                    self.log.error("watch_error", run=self.run.name, error=f"{type(exc).__name__}: {exc}",
+                                   failures_in_a_row=failures)
+            self._stop.wait(min(self.tick * 2 ** min(failures, 10), 30.0))
 
     def step(self, now: float) -> None:
         """One turn of the loop at time `now` (monotonic seconds). The loop passes the real
@@ -277,17 +283,21 @@ class RunWatcher:
     def rescan(self) -> None:
         """Touch every candidate whose identity differs from the last one handed on."""
         found: set[Path] = set()
-        for cand in self._scan():
+        listed, errors = self._scan()
+        for cand in listed:
             found.add(cand)
             ident = identity_of(cand)
             if ident is not None and self._settled.get(cand) != ident:
                 self.touch(cand)
+        if errors:  # a folder could not be listed (no descriptors left, permissions): what it
+            return  # holds is unknown, not gone; forgetting it would hand everything on again
         for gone in set(self._settled) - found:
             del self._settled[gone]
 
-    def _scan(self) -> list[Path]:
+    def _scan(self) -> tuple[list[Path], list[OSError]]:
         out: list[Path] = []
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+        errors: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=errors.append, followlinks=False):
             here = Path(dirpath)
             for name in list(dirnames):
                 sub = here / name
@@ -301,7 +311,7 @@ class RunWatcher:
                 cand = self.candidate_for(here / name)
                 if cand == here / name:
                     out.append(cand)
-        return out
+        return out, errors
 
     def _process(self, now: float) -> None:
         with self._lock:
@@ -339,9 +349,11 @@ class RunWatcher:
         if note == "dormant" or note == "duplicate":
             self._settled[cand] = ident
             return note
-        verdict = self._emit(Candidate(self.run.name, cand, ident, _step_of(cand), note))
-        if verdict is None:
-            entry.changed_at = now  # retry after another quiet period, not on every tick
+        verdict = self._emit(Candidate(self.run.name, cand, ident, _step_of(cand), note), entry)
+        if verdict is None:  # retry after 2, 4, 8 ... quiet periods (at most the stale hold)
+            entry.failures += 1
+            wait = min(self.cfg.quiet_period_seconds * (2 ** entry.failures - 1), self.stale_hold)
+            entry.changed_at = now + wait
         return verdict
 
     def _classify(self, cand: Path, quiet: float) -> str | None:
@@ -359,12 +371,14 @@ class RunWatcher:
             return "wait"
         return "dormant" if os.path.isdir(cand) else "incomplete"
 
-    def _emit(self, cand: Candidate) -> str | None:
+    def _emit(self, cand: Candidate, entry: _Pending) -> str | None:
         try:
             self.emit(cand)
-        except Exception as exc:  # the ledger may be briefly unavailable: retry after a quiet period
+        except Exception as exc:  # the ledger may be briefly unavailable: retried, backing off
             error = f"{type(exc).__name__}: {exc}"
-            self.log.warning("watch_emit_failed", run=cand.run, path=str(cand.path), error=error)
+            level = self.log.warning if entry.failures == 0 else self.log.debug  # said once
+            level("watch_emit_failed", run=cand.run, path=str(cand.path), error=error,
+                  attempt=entry.failures + 1)
             return None
         self._settled[cand.path] = cand.identity
         return "emitted"
