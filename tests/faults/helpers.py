@@ -90,6 +90,9 @@ def read_ledger(state: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     try:
         conn.row_factory = sqlite3.Row
         rows = [dict(r) for r in conn.execute("SELECT * FROM checkpoints ORDER BY id")]
+        for row in rows:  # a name that is not UTF-8 is stored as its bytes (ledger_schema.path_to_db)
+            if isinstance(row["path"], bytes):
+                row["path"] = os.fsdecode(row["path"])
         attempts = [dict(r) for r in conn.execute("SELECT * FROM attempts ORDER BY id")]
     finally:
         conn.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from alphawatch.checkpoints.complete import safetensors_expected_size
 from alphawatch.checkpoints.lazy import LazyTensor
+from alphawatch.checkpoints.native_path import native_path
 from alphawatch.errors import CheckpointError
 
 _FLOAT_DTYPES = ("F", "BF")  # F16, F32, F64, BF16, F8_* ; not I*, U*, BOOL
@@ -43,7 +44,7 @@ def load_safetensors(path: Path, display: str | Path) -> tuple[dict[str, Any], i
     tensors: dict[str, Any] = {}
     skipped = 0
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as fh:
+        with native_path(path) as native, safe_open(native, framework="pt", device="cpu") as fh:
             for name in natural_order(fh.keys()):
                 part = fh.get_slice(name)
                 dtype = part.get_dtype()
@@ -73,7 +74,7 @@ def _reader(path: Path, display: str | Path, name: str) -> Any:
         from safetensors import safe_open
 
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as fh:
+            with native_path(path) as native, safe_open(native, framework="pt", device="cpu") as fh:
                 return fh.get_tensor(name)
         except PermissionError as exc:
             raise CheckpointError("unreadable", f"{display}: permission denied") from exc

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alphawatch.checkpoints.allowlist import allowed_globals
+from alphawatch.checkpoints.native_path import native_path
 from alphawatch.checkpoints.pickle_scan import legacy_torch_state
 from alphawatch.errors import CheckpointError
 
@@ -38,9 +39,10 @@ def load_torch_file(path: Path, display: str | Path, *, mmap: bool) -> Any:
 
     error: CheckpointError
     try:
-        with torch.serialization.safe_globals(allowed_globals()), warnings.catch_warnings():
+        with native_path(path) as name, torch.serialization.safe_globals(allowed_globals()), \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
+            return torch.load(name, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         error = unsafe_error(path, display, exc)
     except Exception as exc:

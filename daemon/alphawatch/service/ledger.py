@@ -64,6 +64,8 @@ from alphawatch.service.ledger_schema import (
     STATUSES,
     TRANSIENT_REASONS,
     LedgerRow,
+    path_to_db,
+    text_to_db,
 )
 
 # Rows the stop rule and the gauges read: analyzed, and not a copy of another.
@@ -193,16 +195,17 @@ class Ledger:
         path whose identity (size, mtime_ns, inode) changed (it is re-analyzed from scratch:
         attempts, reason and result are reset). A known, unchanged row keeps its status.
         """
-        path = str(path)
+        path_db = path_to_db(str(path))
         now = self.clock()
         with self._write() as cur:
             found = cur.execute(
                 "SELECT id, size, mtime_ns, inode, fingerprint FROM checkpoints WHERE run = ? AND path = ?",
-                (run, path)).fetchone()
+                (run, path_db)).fetchone()
             if found is None:
                 cur.execute(
                     "INSERT INTO checkpoints (run, path, size, mtime_ns, inode, step, status, seen_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)", (run, path, size, mtime_ns, inode, step, now))
+                    " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    (run, path_db, size, mtime_ns, inode, step, now))
                 row_id = int(cur.lastrowid or 0)
                 self._refresh_anchors(cur, run, row_id)
                 return row_id, True
@@ -387,7 +390,7 @@ class Ledger:
             wait = min(self.retry_seconds * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
             cur.execute("UPDATE checkpoints SET status = ?, reason = ?, message = ?, finished_at = ?,"
                         " duration_seconds = ?, not_before = ? WHERE id = ?",
-                        (status, reason, message, now, duration_seconds,
+                        (status, reason, text_to_db(message), now, duration_seconds,
                          now + wait if status == "pending" else None, row_id))
             cur.execute("INSERT INTO attempts (checkpoint_id, run, outcome, reason, duration_seconds,"
                         " finished_at) VALUES (?, ?, 'failed', ?, ?, ?)",
@@ -403,7 +406,7 @@ class Ledger:
             cur.execute("UPDATE checkpoints SET status = 'skipped', reason = 'gone', message = ?,"
                         " attempts = MAX(attempts - 1, 0), finished_at = ?"
                         " WHERE id = ? AND status = 'analyzing'",
-                        (message, self.clock(), row_id))
+                        (text_to_db(message), self.clock(), row_id))
             return cur.rowcount > 0
 
     def move(self, row_id: int, path: str, name_step: int | None) -> bool:
@@ -422,13 +425,14 @@ class Ledger:
             if found is None or found[1] == "analyzing":
                 return False
             run, status, print_, mtime = found
-            if cur.execute("SELECT 1 FROM checkpoints WHERE run = ? AND path = ?", (run, path)).fetchone():
+            path_db = path_to_db(path)
+            if cur.execute("SELECT 1 FROM checkpoints WHERE run = ? AND path = ?", (run, path_db)).fetchone():
                 return False
-            cur.execute(
+            cur.execute(  # the result's path as a JSON string: escapes whatever bytes the name holds
                 "UPDATE checkpoints SET path = ?, step = CASE WHEN status = 'done' THEN COALESCE(step, ?)"
-                " ELSE ? END, result = CASE WHEN result IS NULL THEN NULL ELSE json_set(result, '$.path', ?,"
-                " '$.step', COALESCE(json_extract(result, '$.step'), ?)) END WHERE id = ?",
-                (path, name_step, name_step, path, name_step, row_id))
+                " ELSE ? END, result = CASE WHEN result IS NULL THEN NULL ELSE json_set(result, '$.path',"
+                " json(?), '$.step', COALESCE(json_extract(result, '$.step'), ?)) END WHERE id = ?",
+                (path_db, name_step, name_step, json.dumps(path), name_step, row_id))
             self._refresh_anchors(cur, run, row_id, since=mtime)
             if status == "done" and print_ is not None:
                 self._assign_copies(cur, run, print_)
@@ -443,12 +447,12 @@ class Ledger:
         analyzed (the analysis then finds the file gone)."""
         with self._write() as cur:
             found = cur.execute("SELECT id, fingerprint FROM checkpoints WHERE run = ? AND path = ?"
-                                " AND status != 'analyzing'", (run, path)).fetchone()
+                                " AND status != 'analyzing'", (run, path_to_db(path))).fetchone()
             if found is None:
                 return False
             cur.execute("UPDATE checkpoints SET status = 'skipped', reason = 'moved', message = ?,"
                         " copy_of = NULL, not_before = NULL, finished_at = ? WHERE id = ?",
-                        (message, self.clock(), found[0]))
+                        (text_to_db(message), self.clock(), found[0]))
             if found[1] is not None:  # its copies need another original
                 self._assign_copies(cur, run, found[1])
             return True
@@ -474,7 +478,7 @@ class Ledger:
 
     def find(self, run: str, path: str | Path) -> LedgerRow | None:
         """The row for (run, path), if the ledger knows that checkpoint."""
-        rows = self._rows("run = ? AND path = ?", (run, str(path)))
+        rows = self._rows("run = ? AND path = ?", (run, path_to_db(str(path))))
         return rows[0] if rows else None
 
     def same_identity(self, run: str, size: int | None, mtime_ns: int | None,

@@ -7,6 +7,7 @@ ledger's queries and by anyone who reads a row; the transactions stay in ledger.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -81,6 +82,31 @@ FIELDS = ("id", "run", "path", "size", "mtime_ns", "inode", "step", "status", "a
 COLUMNS = ", ".join(FIELDS)
 
 
+def path_to_db(path: str) -> str | bytes:
+    """A path as the ledger stores it: text when it is valid UTF-8, else the name's raw bytes.
+
+    Why: Linux file names are bytes. Python hands a name like b"bad\\xff.pt" over as
+    'bad\\udcff.pt' (surrogateescape), which SQLite cannot store as text; such a name is stored
+    as a BLOB of its bytes instead, so every name round-trips exactly (`path_from_db`), and the
+    same name is always stored the same way (the UNIQUE (run, path) rule holds).
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def path_from_db(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def text_to_db(text: str) -> str:
+    """A message for people (it may name a file whose name is not UTF-8) as storable text:
+    such bytes are shown as \\xff escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class LedgerRow:
     """One checkpoint as the ledger knows it; `result` is the parsed CheckpointResult."""
@@ -108,6 +134,7 @@ class LedgerRow:
     @classmethod
     def _from_db(cls, row: tuple[Any, ...]) -> LedgerRow:
         values = dict(zip(FIELDS, row, strict=True))
+        values["path"] = path_from_db(values["path"])
         text = values["result"]
         values["result"] = cast(CheckpointResult, json.loads(text)) if text is not None else None
         return cls(**values)
