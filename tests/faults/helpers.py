@@ -26,12 +26,14 @@ def sized(ci: int, full: int) -> int:
 
 
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS (KiB), threads and open descriptors of a live process."""
-    out = {"rss_kb": 0, "threads": 0, "fds": 0}
+    """VmRSS and VmHWM (peak RSS) in KiB, threads and open descriptors of a live process."""
+    out = {"rss_kb": 0, "hwm_kb": 0, "threads": 0, "fds": 0}
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
                 out["rss_kb"] = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                out["hwm_kb"] = int(line.split()[1])
             elif line.startswith("Threads:"):
                 out["threads"] = int(line.split()[1])
     out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))

@@ -43,7 +43,7 @@ class _SeenLogger:
     def warning(self, event: str, **fields: object) -> None:
         pass
 
-    error = warning
+    error = debug = warning
 
 
 class Stepped:

@@ -120,9 +120,10 @@ _ELEMENT_SIZES = {
 }  # fmt: skip
 
 
-# The object pickle of a real legacy file is ~100 bytes per tensor; beyond this the
-# inert rebuild (objects are ~20x their opcodes) would cost the daemon real memory.
-MAX_INERT_PICKLE = 32 * 2**20
+# The object pickle of a real legacy file is ~100 bytes per tensor (4 MiB: ~40,000
+# tensors); beyond this the inert rebuild (objects are ~20x their opcodes) would cost the
+# daemon's main process real memory, so only the cheaper structural check is made.
+MAX_INERT_PICKLE = 4 * 2**20
 
 
 def _skip_pickle(fh: BinaryIO) -> None:

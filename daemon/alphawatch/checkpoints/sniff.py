@@ -6,12 +6,10 @@ pickles are refused here, before anything could unpickle them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
 import struct
-import zipfile
 from pathlib import Path
 
 from alphawatch.checkpoints import pickle_scan, zipinfo
@@ -25,7 +23,7 @@ HF_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 # for checkpoints of their own.
 STEP_FOLDER = re.compile(r"^(checkpoint|global_step|step)[-_=]?\d+$")
 _HEAD = 64
-_MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit
+MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit
 
 
 def _unreadable(path: Path, exc: OSError) -> CheckpointError:
@@ -102,23 +100,31 @@ def sniff_folder(path: Path) -> str:
 
 
 def _sniff_zip(path: Path) -> str:
-    if not zipinfo.zip_is_complete(path):
+    try:
+        complete = zipinfo.zip_is_complete(path)
+    except zipinfo.TooManyMembers as exc:
+        raise CheckpointError("not_a_checkpoint", f"{path}: {exc}; refused") from None
+    if not complete:
         raise CheckpointError(
             "truncated",
             f"{path}: zip archive without a complete central directory (cut off or still being written)",
         )
+    torchscript = data_pkl = policy = False
     try:
-        names = zipinfo.zip_names(path)
-    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, RuntimeError) as exc:
+        for name in zipinfo.zip_names(path):  # streamed: only what decides the format is kept
+            tail = name.split("/", 1)[1] if "/" in name else name
+            torchscript = torchscript or tail == "constants.pkl" or tail.startswith("code/")
+            data_pkl = data_pkl or tail == "data.pkl"
+            policy = policy or name == "policy.pth"
+    except (OSError, ValueError) as exc:
         raise CheckpointError("not_a_checkpoint", f"{path}: unreadable zip directory ({exc})") from exc
-    tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
-    if "constants.pkl" in tails or any(t.startswith("code/") for t in tails):
+    if torchscript:
         raise CheckpointError(
             "torchscript", f"{path}: a TorchScript archive; loading it runs code, so it is refused"
         )
-    if "data.pkl" in tails:
+    if data_pkl:
         return "torch_zip"
-    if "policy.pth" in names:
+    if policy:
         return "sb3_zip"
     raise CheckpointError("not_a_checkpoint", f"{path}: a zip archive, but neither torch.save nor SB3 output")
 
@@ -144,11 +150,16 @@ def _refuse_raw_pickle(path: Path) -> None:
 
 
 def _looks_like_safetensors(path: Path, head: bytes, size: int) -> bool:
-    """8-byte little-endian header length, then a JSON object; a cut-off file is `truncated`."""
+    """8-byte little-endian header length, then a JSON object; a cut-off file is `truncated`.
+
+    Only the header's first and last bytes are read (`{` ... `}`, padded with spaces): this
+    runs in the daemon's main process on every candidate, and a header may be 100 MB. The
+    worker's loader parses and validates the header in full.
+    """
     if len(head) < 10 or head[8:9] != b"{":
         return False
     header_len = struct.unpack("<Q", head[:8])[0]
-    if header_len < 2 or header_len > _MAX_SAFETENSORS_HEADER:
+    if header_len < 2 or header_len > MAX_SAFETENSORS_HEADER:
         return False
     if header_len > size - 8:
         raise CheckpointError(
@@ -156,8 +167,8 @@ def _looks_like_safetensors(path: Path, head: bytes, size: int) -> bool:
         )
     try:
         with open(path, "rb") as fh:
-            fh.seek(8)
-            header = json.loads(fh.read(header_len))
-    except (OSError, ValueError):
+            fh.seek(8 + max(header_len - 64, 0))
+            last = fh.read(min(header_len, 64))
+    except OSError:
         return False
-    return isinstance(header, dict)
+    return last.rstrip(b" ").endswith(b"}")

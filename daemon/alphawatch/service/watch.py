@@ -123,6 +123,9 @@ class RunWatcher:
         self._armed_id: tuple[int, int] | None = None
         self._pending: dict[Path, _Pending] = {}
         self._settled: dict[Path, Identity] = {}  # last identity emitted or found dormant
+        # completeness verdict per pending candidate, for the identity it was reached on: an
+        # unchanged file is judged once, not on every tick (a crafted file may be costly to read)
+        self._verdicts: dict[Path, tuple[Identity, str]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -279,6 +282,7 @@ class RunWatcher:
         with self._lock:
             self._pending.clear()
         self._settled.clear()  # a recreated folder holds new files, whatever their names
+        self._verdicts.clear()
 
     def rescan(self) -> None:
         """Touch every candidate whose identity differs from the last one handed on."""
@@ -322,6 +326,7 @@ class RunWatcher:
             verdict = self._judge(cand, entry, now)
             if verdict is None:
                 continue
+            self._verdicts.pop(cand, None)
             with self._lock:
                 if self._pending.get(cand) is entry:
                     del self._pending[cand]
@@ -343,7 +348,7 @@ class RunWatcher:
             return "already"
         if self.observer_kind == "inotify" and entry.writers and quiet < self.stale_hold:
             return None  # a writer has the file open: wait for its close-after-write
-        note = self._classify(cand, quiet)
+        note = self._classify(cand, ident, quiet)
         if note == "wait":
             return None
         if note == "dormant" or note == "duplicate":
@@ -356,7 +361,7 @@ class RunWatcher:
             entry.changed_at = now + wait
         return verdict
 
-    def _classify(self, cand: Path, quiet: float) -> str | None:
+    def _classify(self, cand: Path, ident: Identity, quiet: float) -> str | None:
         """None (hand it on), "incomplete", a link's refusal reason, "duplicate", "dormant" or "wait"."""
         if os.path.islink(cand):
             try:
@@ -365,11 +370,20 @@ class RunWatcher:
                 return exc.reason  # never read the target: it is not ours to open
             if self.candidate_for(target) == target:
                 return "duplicate"  # e.g. Lightning's last.ckpt link: the target is analyzed itself
-        if completeness(cand) != "incomplete":  # complete, or never a checkpoint: say so now
+        if self._completeness(cand, ident) != "incomplete":  # complete, or never one: say so now
             return None
         if quiet < self.stale_hold:
             return "wait"
         return "dormant" if os.path.isdir(cand) else "incomplete"
+
+    def _completeness(self, cand: Path, ident: Identity) -> str:
+        """`checkpoints.completeness`, computed once per identity (size, mtime, inode)."""
+        known = self._verdicts.get(cand)
+        if known is not None and known[0] == ident:
+            return known[1]
+        verdict = completeness(cand)
+        self._verdicts[cand] = (ident, verdict)
+        return verdict
 
     def _emit(self, cand: Candidate, entry: _Pending) -> str | None:
         try:
