@@ -138,6 +138,9 @@ class AnalysisWorker:
             os.close(req_w)
             raise
         cfg = self.cfg
+        # parent_pid: the worker checks it right after asking for PR_SET_PDEATHSIG, so a daemon
+        # that died during the spawn is noticed. (The signal follows the spawning *thread*: the
+        # daemon spawns from its analysis thread, which lives as long as the daemon.)
         settings = {"threads": cfg.threads, "nice": cfg.nice, "memory_limit_mb": cfg.memory_limit_mb,
                     "parent_pid": os.getpid(), "options": self.options.to_json()}
         try:
