@@ -25,6 +25,7 @@ from alphawatch.checkpoints.sniff import (
     HF_INDEX_FILE,
     HF_WEIGHT_FILE,
     MAX_SAFETENSORS_HEADER,
+    named_like_a_file,
     sniff,
 )
 from alphawatch.errors import CheckpointError
@@ -39,7 +40,9 @@ def completeness(path: Path) -> Completeness:
     try:
         return "complete" if _is_whole(Path(path)) else "incomplete"
     except CheckpointError as exc:
-        return "invalid" if exc.reason in _FINAL_REASONS and not Path(path).is_dir() else "incomplete"
+        if Path(path).is_dir():  # a folder may still be filled, unless no checkpoint has its name
+            return "invalid" if exc.reason == "is_directory" and named_like_a_file(path) else "incomplete"
+        return "invalid" if exc.reason in _FINAL_REASONS else "incomplete"
     except Exception:  # the contract: never raises; "not complete" is the safe answer
         return "incomplete"
 

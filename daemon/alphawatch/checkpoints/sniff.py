@@ -22,6 +22,10 @@ HF_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 # one checkpoint each, even while empty, so the files a writer puts inside are not taken
 # for checkpoints of their own.
 STEP_FOLDER = re.compile(r"^(checkpoint|global_step|step)[-_=]?\d+$")
+# Names of checkpoint *files*: a directory given to `alphawatch analyze` is expanded to these
+# (besides anything whose content sniffs as a checkpoint; a known suffix that fails to load is
+# reported, not skipped), and a watched folder named like one is refused as `is_directory`.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".zip", ".tar", ".pkl", ".model")
 _HEAD = 64
 MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own limit
 
@@ -77,6 +81,11 @@ def is_checkpoint_folder(path: Path) -> bool:
     except (CheckpointError, OSError):
         return False
     return True
+
+
+def named_like_a_file(path: Path) -> bool:
+    """A name such as `model.pt`: what a folder by that name was surely meant to be is a file."""
+    return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
 
 
 def sniff_folder(path: Path) -> str:

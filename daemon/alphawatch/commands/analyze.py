@@ -27,14 +27,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from alphawatch.analysis.options import ACTIVATIONS, DEAD_NEURON_METHODS, AnalysisOptions
+from alphawatch.checkpoints.sniff import CHECKPOINT_SUFFIXES
 from alphawatch.config import DEFAULT_IGNORE
 from alphawatch.results import CheckpointResult, Document, Failure
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
 PROG = "alphawatch analyze"
-# File names a directory given on the command line is expanded to, besides anything whose
-# content sniffs as a checkpoint. A known suffix that fails to load is reported, not skipped.
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".zip", ".tar", ".pkl", ".model")
 
 
 class UsageError(Exception):

@@ -102,7 +102,7 @@ class Daemon:
                                     "and the interrupted attempt is not counted")
         if self.worker is None:
             self.worker = AnalysisWorker(cfg.worker, cfg.analysis, logger=self.log)
-        registry = build_registry(self.ledger, cfg)
+        registry = build_registry(self.ledger, cfg, unwritten=lambda: self.stops().unwritten)
         self.server = MetricsServer(cfg.metrics.host, cfg.metrics.port, registry, ready=self.ready)
         self.server.start()
         self.log.info("metrics_listening", host=cfg.metrics.host, port=self.server.port)

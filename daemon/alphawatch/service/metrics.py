@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from prometheus_client.core import (
@@ -83,6 +83,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
                                              "analysis attempt (done or failed)."),
     "alphawatch_stop_signal": ("gauge", ("run",), "1 once the daemon has written the run's "
                                "stop-signal file, else 0."),
+    "alphawatch_stop_signal_unwritten": ("gauge", ("run",), "1 while the run's stop rule has fired but "
+                                         "its stop file cannot be written (it is retried), else 0."),
     "alphawatch_layer_alpha": ("gauge", (*RN, "layer"), "Alpha of one layer, newest analyzed checkpoint "
                                "(only with metrics.per_layer; capped at metrics.per_layer_limit series)."),
     "alphawatch_build_info": ("gauge", ("version",), "Always 1; the alphawatch version as a label."),
@@ -142,14 +144,16 @@ def histogram_buckets(values: Sequence[float], bounds: Sequence[float] = DURATIO
     return out
 
 
-def build_registry(ledger: Ledger, config: Config) -> CollectorRegistry:
+def build_registry(ledger: Ledger, config: Config,
+                   unwritten: Callable[[], Collection[str]] = tuple) -> CollectorRegistry:
     """The daemon's private registry: every alphawatch_* family, plus the standard
     `process_*` (CPU, memory, open descriptors, start time) and `python_info` families,
-    which every Prometheus user expects to find on a scrape target."""
+    which every Prometheus user expects to find on a scrape target. `unwritten()`: the runs
+    whose due stop file could not be written (the daemon's StopKeeper knows)."""
     registry = CollectorRegistry()
     registry.register(LedgerCollector(ledger, runs=[run.name for run in config.runs],
                                       per_layer=config.metrics.per_layer,
-                                      per_layer_limit=config.metrics.per_layer_limit))
+                                      per_layer_limit=config.metrics.per_layer_limit, unwritten=unwritten))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry
@@ -166,8 +170,10 @@ class LedgerCollector(Collector):
     """
 
     def __init__(self, ledger: Ledger, runs: Iterable[str] = (), *, per_layer: bool = False,
-                 per_layer_limit: int = 500, version: str = __version__) -> None:
+                 per_layer_limit: int = 500, version: str = __version__,
+                 unwritten: Callable[[], Collection[str]] = tuple) -> None:
         self.ledger = ledger
+        self.unwritten = unwritten
         self.runs = tuple(runs)
         self.per_layer = per_layer
         self.per_layer_limit = per_layer_limit
@@ -229,6 +235,7 @@ class LedgerCollector(Collector):
         fam["alphawatch_analysis_duration_seconds"].add_metric(
             [run], histogram_buckets(durations), sum(durations))
         fam["alphawatch_stop_signal"].add_metric([run], 1.0 if self.ledger.stop_recorded(run) else 0.0)
+        fam["alphawatch_stop_signal_unwritten"].add_metric([run], 1.0 if run in self.unwritten() else 0.0)
         finished = self.ledger.last_finished_at(run)
         if finished is not None:
             fam["alphawatch_last_analysis_timestamp_seconds"].add_metric([run], finished)

@@ -49,6 +49,7 @@ from watchdog.observers.api import BaseObserver
 
 from alphawatch.checkpoints import completeness, is_checkpoint_folder
 from alphawatch.checkpoints.safety import resolve_within
+from alphawatch.checkpoints.sniff import named_like_a_file
 from alphawatch.config import RunConfig, WatchConfig
 from alphawatch.errors import CheckpointError
 from alphawatch.service.observers import choose_observer, make_observer
@@ -202,6 +203,8 @@ class RunWatcher:
                 return cur if at_top_or_deep and i == len(parts) - 1 else None
             if is_checkpoint_folder(cur):
                 return cur  # a folder that is one checkpoint (HF, DCP, save_pretrained)
+            if named_like_a_file(cur) and i == len(parts) - 1 and (self.run.recursive or i == 0):
+                return cur  # `model.pt/`: refused as `is_directory`, once, instead of ignored
             if not self.run.recursive:
                 return None  # other folders are only descended into with `recursive`
         return None
