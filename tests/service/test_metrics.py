@@ -197,7 +197,7 @@ def test_broken_ledger_is_reported_by_the_collector_itself(tmp_path: Path) -> No
     with Ledger(tmp_path / "l.db") as ledger:
         fill_ledger(ledger)
         with sqlite3.connect(tmp_path / "l.db") as conn:  # someone breaks the schema
-            conn.execute("DROP TABLE attempts")
+            conn.execute("DROP TABLE checkpoints")
         s = scrape(LedgerCollector(ledger, runs=["sac"]))
     assert value(s, "alphawatch_scrape_collector_success", collector="ledger") == 0
     assert value(s, "alphawatch_scrape_collector_duration_seconds", collector="ledger") is not None

@@ -55,6 +55,7 @@ from typing import Any
 from alphawatch.errors import AlphawatchError
 from alphawatch.ordering import ANCHOR_SQL, DESC_SQL, ORDER_SQL
 from alphawatch.results import CheckpointResult, fingerprint
+from alphawatch.service import ledger_totals
 from alphawatch.service.ledger_schema import (
     ADDED_COLUMNS,
     COLUMNS,
@@ -131,6 +132,7 @@ class Ledger:
             for statement in INDEXES.split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            ledger_totals.ensure(cur)
             cur.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def _migrate(self, cur: sqlite3.Cursor) -> None:
@@ -492,21 +494,24 @@ class Ledger:
         return [r[0] for r in rows]
 
     def status_counts(self, run: str) -> dict[str, int]:
-        """{status: count} with every status in STATUSES present (0 where none)."""
-        counts = dict.fromkeys(STATUSES, 0)
-        for status, count in self._query(
-                "SELECT status, COUNT(*) FROM checkpoints WHERE run = ? GROUP BY status", (run,)):
-            counts[status] = int(count)
-        return counts
+        """{status: count} with every status in STATUSES present (0 where none); a running total."""
+        with self._lock:
+            return {**dict.fromkeys(STATUSES, 0), **ledger_totals.status_counts(self._conn, run)}
 
     def failure_counts(self, run: str) -> dict[str, int]:
-        """{reason: failed attempts ever}, from the append-only attempts table."""
-        rows = self._query("SELECT reason, COUNT(*) FROM attempts WHERE run = ? AND outcome = 'failed'"
-                           " GROUP BY reason ORDER BY reason", (run,))
-        return {str(reason): int(count) for reason, count in rows}
+        """{reason: failed attempts ever}; a running total of the append-only attempts table."""
+        with self._lock:
+            return ledger_totals.failure_counts(self._conn, run)
+
+    def duration_histogram(self, run: str) -> tuple[list[int], float]:
+        """Finished attempts per `ledger_totals.DURATION_BUCKETS` bucket (+Inf last), and the sum
+        of their durations; running totals, not a read of every attempt."""
+        with self._lock:
+            return ledger_totals.duration_histogram(self._conn, run)
 
     def durations(self, run: str) -> list[float]:
-        """Duration of every finished attempt (done or failed) of the run, oldest first."""
+        """Duration of every finished attempt (done or failed) of the run, oldest first (reads
+        them all: for inspection and tests; /metrics uses `duration_histogram`)."""
         rows = self._query("SELECT duration_seconds FROM attempts WHERE run = ?"
                            " AND duration_seconds IS NOT NULL ORDER BY id", (run,))
         return [float(r[0]) for r in rows]
@@ -534,9 +539,9 @@ class Ledger:
         return rows[0] if rows else None
 
     def last_finished_at(self, run: str) -> float | None:
-        """When the run's most recent analysis attempt finished (unix seconds)."""
-        rows = self._query("SELECT MAX(finished_at) FROM attempts WHERE run = ? AND outcome = 'done'", (run,))
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+        """When the run's most recent successful analysis finished (unix seconds)."""
+        with self._lock:
+            return ledger_totals.last_finished_at(self._conn, run)
 
     def stop_recorded(self, run: str) -> dict[str, Any] | None:
         """The payload of the stop file last written for `run`, or None."""

@@ -71,6 +71,8 @@ CREATE INDEX IF NOT EXISTS checkpoints_order ON checkpoints (run, order_step, mt
 CREATE INDEX IF NOT EXISTS checkpoints_fingerprint ON checkpoints (run, fingerprint);
 CREATE INDEX IF NOT EXISTS checkpoints_stepped ON checkpoints (run, step, mtime_ns);
 CREATE INDEX IF NOT EXISTS checkpoints_inode ON checkpoints (run, inode);
+CREATE INDEX IF NOT EXISTS checkpoints_distinct ON checkpoints (run, order_step, step IS NULL, mtime_ns, id)
+    WHERE status = 'done' AND copy_of IS NULL;
 """
 # Columns added since schema 1 (ALTER TABLE ... ADD COLUMN, in this order).
 ADDED_COLUMNS = (("order_step", "INTEGER"), ("fingerprint", "TEXT"), ("copy_of", "INTEGER"),

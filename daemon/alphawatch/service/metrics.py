@@ -41,11 +41,10 @@ from alphawatch.config import Config
 from alphawatch.errors import REASONS
 from alphawatch.results import NetworkResult
 from alphawatch.service.ledger import Ledger
+from alphawatch.service.ledger_totals import DURATION_BUCKETS
 
 log = logging.getLogger(__name__)
 
-# 0.1 s (a tiny MLP) ... 30 min (a large model at low priority); roughly x2-x2.5 steps.
-DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0)
 
 RN = ("run", "network")
 # name -> (type, labels, help). Summary gauges read NetworkResult["summary"][key].
@@ -144,6 +143,17 @@ def histogram_buckets(values: Sequence[float], bounds: Sequence[float] = DURATIO
     return out
 
 
+def cumulative_buckets(counts: Sequence[int], bounds: Sequence[float] = DURATION_BUCKETS,
+                       ) -> list[tuple[str, float]]:
+    """Per-bucket counts (one per bound, then +Inf) as the cumulative (le, count) pairs the
+    exposition format wants."""
+    out, running = [], 0
+    for bound, count in zip((*map(floatToGoString, bounds), "+Inf"), counts, strict=True):
+        running += count
+        out.append((bound, float(running)))
+    return out
+
+
 def build_registry(ledger: Ledger, config: Config,
                    unwritten: Callable[[], Collection[str]] = tuple) -> CollectorRegistry:
     """The daemon's private registry: every alphawatch_* family, plus the standard
@@ -231,9 +241,8 @@ class LedgerCollector(Collector):
         failures = {**dict.fromkeys(REASONS, 0), **self.ledger.failure_counts(run)}
         for reason, count in sorted(failures.items()):
             fam["alphawatch_checkpoint_failures"].add_metric([run, reason], float(count))
-        durations = self.ledger.durations(run)
-        fam["alphawatch_analysis_duration_seconds"].add_metric(
-            [run], histogram_buckets(durations), sum(durations))
+        counts, total = self.ledger.duration_histogram(run)
+        fam["alphawatch_analysis_duration_seconds"].add_metric([run], cumulative_buckets(counts), total)
         fam["alphawatch_stop_signal"].add_metric([run], 1.0 if self.ledger.stop_recorded(run) else 0.0)
         fam["alphawatch_stop_signal_unwritten"].add_metric([run], 1.0 if run in self.unwritten() else 0.0)
         finished = self.ledger.last_finished_at(run)
@@ -268,4 +277,5 @@ class LedgerCollector(Collector):
         return used
 
 
-__all__ = ["DURATION_BUCKETS", "METRICS", "LedgerCollector", "build_registry", "histogram_buckets"]
+__all__ = ["DURATION_BUCKETS", "METRICS", "LedgerCollector", "build_registry", "cumulative_buckets",
+           "histogram_buckets"]
