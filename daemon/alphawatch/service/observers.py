@@ -13,10 +13,13 @@ falls back to polling if the native one cannot be set up (watch or instance limi
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,3 +162,52 @@ def make_observer(kind: str, polling_interval: float) -> BaseObserver:
     from watchdog.observers.inotify import InotifyObserver
 
     return InotifyObserver()
+
+
+# ---------------------------------------------------------------- inotify queue overflow
+
+_INOTIFY_LOGGER = "watchdog.observers.inotify_c"
+
+
+class _OverflowAlarm(logging.Handler):
+    """Turns watchdog's "Inotify queue overflowed" log record into calls.
+
+    Why a log handler: when the kernel's queue (fs.inotify.max_queued_events) overflows,
+    events are lost and watchdog says so only in that record; it has no event or callback
+    for it. A watcher that hears it rescans its folder at once, instead of at its next
+    periodic rescan (a minute by default).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.callbacks: list[Callable[[], None]] = []
+        self.guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" not in record.getMessage().lower():
+            return
+        with self.guard:
+            callbacks = list(self.callbacks)
+        for callback in callbacks:
+            callback()
+
+
+_ALARM = _OverflowAlarm()
+
+
+def on_inotify_overflow(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` (from an observer thread) whenever an inotify queue overflows; returns
+    the function that stops it."""
+    logger = logging.getLogger(_INOTIFY_LOGGER)
+    if _ALARM not in logger.handlers:
+        logger.addHandler(_ALARM)
+        logger.setLevel(logging.WARNING)  # the record must exist whatever the log level
+    with _ALARM.guard:
+        _ALARM.callbacks.append(callback)
+
+    def cancel() -> None:
+        with _ALARM.guard:
+            if callback in _ALARM.callbacks:
+                _ALARM.callbacks.remove(callback)
+
+    return cancel

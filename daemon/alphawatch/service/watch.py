@@ -52,7 +52,7 @@ from alphawatch.checkpoints.safety import resolve_within
 from alphawatch.checkpoints.sniff import named_like_a_file
 from alphawatch.config import RunConfig, WatchConfig
 from alphawatch.errors import CheckpointError
-from alphawatch.service.observers import choose_observer, make_observer
+from alphawatch.service.observers import choose_observer, make_observer, on_inotify_overflow
 from alphawatch.service.paths import Identity, identity_of
 
 
@@ -131,6 +131,7 @@ class RunWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_rescan = 0.0
+        self._cancel_alarm: Callable[[], None] | None = None
         self.tick = max(0.05, min(0.5, cfg.quiet_period_seconds / 4))
         self.stale_hold = max(cfg.rescan_interval_seconds, 10 * cfg.quiet_period_seconds)
 
@@ -268,6 +269,8 @@ class RunWatcher:
         self.root_gone.clear()
         self._observer, self.observer_kind, self._armed_id = observer, kind, root_id
         self._next_rescan = 0.0  # scan at once: the startup scan, or what appeared while away
+        if kind == "inotify":
+            self._cancel_alarm = on_inotify_overflow(self._overflowed)
         self.log.info("watch_started", run=self.run.name, folder=str(self.root), observer=kind, reason=reason)
 
     def _start_observer(self, kind: str) -> BaseObserver:
@@ -276,7 +279,16 @@ class RunWatcher:
         observer.start()
         return observer
 
+    def _overflowed(self) -> None:
+        """The kernel dropped file events (its inotify queue overflowed): rescan now."""
+        self.log.warning("watch_overflow", run=self.run.name, folder=str(self.root),
+                         detail="the inotify queue overflowed and events were lost; rescanning now")
+        self._next_rescan = 0.0
+
     def _disarm(self) -> None:
+        if self._cancel_alarm is not None:
+            self._cancel_alarm()
+            self._cancel_alarm = None
         observer, self._observer, self._armed_id = self._observer, None, None
         if observer is not None:
             observer.stop()
