@@ -133,3 +133,58 @@ def audit(state: Path, written: dict[str, float], done_only: Iterable[str] | Non
         latency = row["finished_at"] - written[path]
         worst = latency if worst is None else max(worst, latency)
     return Audit(len(expected), len(missing), duplicated, worst, missing)
+
+
+# ------------------------------------------------------------------ producers
+
+
+class Producer:
+    """Renames pre-written checkpoints into the watched folder, one every `interval` seconds,
+    from a thread (like a training job), and remembers when each arrived."""
+
+    def __init__(self, staged: list[Path], folder: Path, interval: float) -> None:
+        import threading
+
+        self.staged, self.folder, self.interval = staged, folder, interval
+        self.written: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="producer", daemon=True)
+
+    def start(self) -> Producer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import time
+
+        for path in self.staged:
+            if self._stop.wait(self.interval):
+                return
+            target = self.folder / path.name
+            path.rename(target)
+            self.written[str(target)] = time.time()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def stage_checkpoints(folder: Path, count: int, *, hidden: int = 16, overfit_last: int = 0) -> list[Path]:
+    """`count` distinct SAC checkpoints step_1.pt ... (the last `overfit_last` heavy-tailed:
+    alpha ~1.5, below the stop threshold), written into `folder` to be renamed in later."""
+    from tests.factories import save_sac_checkpoint
+    from tests.service.conftest import save_heavy_tailed_sac
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for step in range(1, count + 1):
+        path = folder / f"step_{step}.pt"
+        if step > count - overfit_last:
+            save_heavy_tailed_sac(path, step=step, hidden=max(hidden, 64), seed=step)
+        else:
+            save_sac_checkpoint(path, step=step, seed=step, hidden=hidden)
+        out.append(path)
+    return out
