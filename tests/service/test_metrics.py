@@ -266,3 +266,41 @@ def test_a_result_stored_by_an_older_version_still_scrapes(tmp_path: Path) -> No
     assert value(s, "alphawatch_scrape_collector_success", collector="ledger") == 1
     assert value(s, "alphawatch_alpha", run="sac", network="actor") == 2.5
     assert value(s, "alphawatch_layers_trusted", run="sac", network="actor") is None
+
+
+def test_families_are_rebuilt_only_when_the_ledger_changed(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        fill_ledger(ledger)
+        collector = LedgerCollector(ledger, runs=["sac"])
+        scrape(collector)
+        built = collector._cache
+        ledger.is_writable()  # a readiness probe, and a claim that finds nothing: no change
+        assert ledger.claim_next() is None
+        scrape(collector)
+        assert collector._cache is built
+        ledger.record_seen("sac", "/ckpt/sac/step_400.pt", size=1, mtime_ns=400, inode=400, step=400)
+        assert value(scrape(collector), "alphawatch_checkpoints", run="sac", status="pending") == 1
+        with sqlite3.connect(tmp_path / "l.db") as other:  # another process (signal clear, an operator)
+            other.execute("DELETE FROM checkpoints WHERE path = '/ckpt/sac/step_400.pt'")
+        assert value(scrape(collector), "alphawatch_checkpoints", run="sac", status="pending") == 0
+
+
+def test_the_exposition_renders_the_ledger_part_once_per_change(tmp_path: Path) -> None:
+    from alphawatch.config import load_config
+    from alphawatch.service.metrics import build_registry
+
+    with Ledger(tmp_path / "l.db") as ledger:
+        fill_ledger(ledger)
+        config = load_config(None, env={}, overrides={"runs.watch": str(tmp_path), "runs.name": "sac"})
+        exposition = build_registry(ledger, config)
+        text, content_type = exposition.render("")
+        cached = exposition._rendered
+        again, _ = exposition.render("")
+        assert exposition._rendered is cached and b"process_cpu_seconds_total" in again
+        ledger.record_seen("sac", "/ckpt/sac/step_400.pt", size=1, mtime_ns=400, inode=400, step=400)
+        changed, _ = exposition.render("")
+        assert exposition._rendered is not cached
+        assert b'alphawatch_checkpoints{run="sac",status="pending"} 1.0' in changed
+        open_metrics, kind = exposition.render("application/openmetrics-text; version=1.0.0")
+        assert kind.startswith("application/openmetrics-text")
+        assert open_metrics.count(b"# EOF\n") == 1 and open_metrics.endswith(b"# EOF\n")

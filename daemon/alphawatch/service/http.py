@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from prometheus_client.exposition import choose_encoder
@@ -42,6 +42,23 @@ from prometheus_client.registry import CollectorRegistry
 log = logging.getLogger("alphawatch.http")
 
 Ready = Callable[[], tuple[bool, str]]
+
+
+class Renders(Protocol):
+    """A source that renders its own body (metrics.Exposition caches part of it)."""
+
+    def render(self, accept: str) -> tuple[bytes, str]: ...
+
+
+Source = CollectorRegistry | Renders
+
+
+def render(source: Source, accept: str) -> tuple[bytes, str]:
+    """(body, content type) of /metrics for this Accept header: Prometheus text or OpenMetrics."""
+    if isinstance(source, CollectorRegistry):
+        encoder, content_type = choose_encoder(accept)
+        return encoder(source), content_type
+    return source.render(accept)
 _INDEX = (b"alphawatch\n\n/metrics  Prometheus metrics\n/healthz  liveness\n"
           b"/readyz   readiness (observer running, ledger writable)\n")
 MAX_CONNECTIONS = 64
@@ -53,7 +70,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128  # a burst of probes and scrapes waits in the kernel, not refused
 
-    def __init__(self, address: tuple[str, int], registry: CollectorRegistry, ready: Ready,
+    def __init__(self, address: tuple[str, int], registry: Source, ready: Ready,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT) -> None:
         if ":" in address[0]:  # an IPv6 literal such as "::"
             self.address_family = socket.AF_INET6
@@ -137,8 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         route = urlsplit(self.path).path.rstrip("/") or "/"
         if route == "/metrics":
             try:
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                body = encoder(self.server.registry)
+                body, content_type = render(self.server.registry, self.headers.get("Accept", ""))
             except Exception as exc:  # a collector bug: say so, keep serving
                 log.error("metrics: collecting failed: %s: %s", type(exc).__name__, exc)
                 self._reply(500, f"collecting metrics failed: {exc}\n".encode(), send_body=send_body)
@@ -175,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
 class MetricsServer:
     """/metrics, /healthz and /readyz on host:port, served from a background thread."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, ready: Ready,
+    def __init__(self, host: str, port: int, registry: Source, ready: Ready,
                  max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.host = host
         self._requested_port = port

@@ -91,6 +91,7 @@ class Ledger:
         self.retry_seconds = retry_seconds
         self.clock = clock
         self._lock = threading.RLock()
+        self._changes = 0  # transactions through this ledger that changed rows (see version())
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(
@@ -166,10 +167,12 @@ class Ledger:
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        """One IMMEDIATE transaction (takes the write lock up front, so no upgrade deadlock)."""
+    def _write(self, probe: bool = False) -> Iterator[sqlite3.Cursor]:
+        """One IMMEDIATE transaction (takes the write lock up front, so no upgrade deadlock).
+        A transaction that changed rows (other than a readiness `probe`) moves `version()`."""
         with self._lock:
             cur = self._conn.cursor()
+            before = self._conn.total_changes
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur
@@ -177,6 +180,16 @@ class Ledger:
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
+            if not probe and self._conn.total_changes != before:
+                self._changes += 1
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the stored data may have: a write through this ledger that changed
+        rows, or a commit by another process (`PRAGMA data_version`). Readiness probes and
+        claims that found nothing do not count, so a cache keyed by it (the metrics') holds
+        while the daemon idles."""
+        with self._lock:
+            return self._changes, int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -554,7 +567,7 @@ class Ledger:
         if not self.path.exists():  # deleted under us: writes would go to an unlinked file
             return False
         try:
-            with self._write() as cur:
+            with self._write(probe=True) as cur:
                 cur.execute("INSERT OR REPLACE INTO meta VALUES ('ready_probe', ?)", (str(self.clock()),))
         except (sqlite3.Error, OSError):
             return False

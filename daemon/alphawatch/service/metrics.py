@@ -19,6 +19,7 @@ dashboard without reading logs; `..._duration_seconds` says how long the read to
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -155,18 +157,55 @@ def cumulative_buckets(counts: Sequence[int], bounds: Sequence[float] = DURATION
 
 
 def build_registry(ledger: Ledger, config: Config,
-                   unwritten: Callable[[], Collection[str]] = tuple) -> CollectorRegistry:
-    """The daemon's private registry: every alphawatch_* family, plus the standard
-    `process_*` (CPU, memory, open descriptors, start time) and `python_info` families,
-    which every Prometheus user expects to find on a scrape target. `unwritten()`: the runs
-    whose due stop file could not be written (the daemon's StopKeeper knows)."""
-    registry = CollectorRegistry()
-    registry.register(LedgerCollector(ledger, runs=[run.name for run in config.runs],
-                                      per_layer=config.metrics.per_layer,
-                                      per_layer_limit=config.metrics.per_layer_limit, unwritten=unwritten))
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    return registry
+                   unwritten: Callable[[], Collection[str]] = tuple) -> Exposition:
+    """What the daemon serves: every alphawatch_* family, plus the standard `process_*` (CPU,
+    memory, open descriptors, start time) and `python_info` families, which every Prometheus
+    user expects to find on a scrape target. `unwritten()`: the runs whose due stop file could
+    not be written (the daemon's StopKeeper knows)."""
+    collector = LedgerCollector(ledger, runs=[run.name for run in config.runs],
+                                per_layer=config.metrics.per_layer,
+                                per_layer_limit=config.metrics.per_layer_limit, unwritten=unwritten)
+    live = CollectorRegistry()
+    ProcessCollector(registry=live)
+    PlatformCollector(registry=live)
+    return Exposition(collector, live)
+
+
+class Exposition:
+    """The /metrics body: the ledger's families rendered once per ledger version, then the
+    process's own families rendered at every scrape.
+
+    Why: with per-layer series on (10 runs x 5 networks x 100 layers), encoding the thousands
+    of ledger samples as text is most of a scrape's cost, yet they change only when a
+    checkpoint is recorded or analyzed (a few times a minute at most, against a scrape every
+    15 s). The process's CPU and memory change every time, so they are never cached.
+    `collect()` yields both parts, so `prometheus_client.generate_latest(exposition)` works too.
+    """
+
+    _EOF = b"# EOF\n"  # OpenMetrics ends with it: kept once, at the very end
+
+    def __init__(self, collector: LedgerCollector, live: CollectorRegistry) -> None:
+        self.collector = collector
+        self.ledger = CollectorRegistry()
+        self.ledger.register(collector)
+        self.live = live
+        self._rendered: tuple[object, bytes] | None = None
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.ledger.collect()
+        yield from self.live.collect()
+
+    def render(self, accept: str) -> tuple[bytes, str]:
+        """(body, content type) for a scrape that sent this Accept header."""
+        encoder, content_type = choose_encoder(accept)
+        key = (self.collector.key(), content_type)
+        with self._lock:
+            if self._rendered is None or self._rendered[0] != key:
+                body = encoder(self.ledger)
+                self._rendered = (key, body[: -len(self._EOF)] if body.endswith(self._EOF) else body)
+            cached = self._rendered[1]
+        return cached + encoder(self.live), content_type
 
 
 class LedgerCollector(Collector):
@@ -184,6 +223,11 @@ class LedgerCollector(Collector):
                  unwritten: Callable[[], Collection[str]] = tuple) -> None:
         self.ledger = ledger
         self.unwritten = unwritten
+        # (ledger version, unwritten runs) -> the families built for it: the ledger changes a
+        # few times a minute at most, Prometheus scrapes every 15 s, and building the families
+        # (parsing each run's newest result, thousands of per-layer samples) is the scrape's
+        # main cost after the text encoding.
+        self._cache: tuple[object, list[Metric]] | None = None
         self.runs = tuple(runs)
         self.per_layer = per_layer
         self.per_layer_limit = per_layer_limit
@@ -194,10 +238,20 @@ class LedgerCollector(Collector):
         for name in METRICS:
             yield _family(name)
 
+    def key(self) -> object:
+        """Equal between two calls exactly when the families would be the same."""
+        try:
+            return (self.ledger.version(), frozenset(self.unwritten()))
+        except Exception:  # the ledger cannot be read: never reuse anything
+            return object()
+
     def collect(self) -> Iterator[Metric]:
         start = time.perf_counter()
         try:
-            families = self._ledger_families()
+            key = self.key()
+            if self._cache is None or self._cache[0] != key:
+                self._cache = (key, self._ledger_families())
+            families = self._cache[1]
             success = 1.0
         except Exception as exc:  # a scrape must answer; the failure is itself a metric
             log.warning("metrics: reading the ledger failed: %s: %s", type(exc).__name__, exc)
@@ -277,5 +331,5 @@ class LedgerCollector(Collector):
         return used
 
 
-__all__ = ["DURATION_BUCKETS", "METRICS", "LedgerCollector", "build_registry", "cumulative_buckets",
-           "histogram_buckets"]
+__all__ = ["DURATION_BUCKETS", "METRICS", "Exposition", "LedgerCollector", "build_registry",
+           "cumulative_buckets", "histogram_buckets"]
