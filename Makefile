@@ -15,7 +15,7 @@ TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 # Prometheus, promtool, Alertmanager, amtool (and docker-compose if missing): project-local.
 TOOLS ?= .tools
 
-.PHONY: run test test-fast lint demo bench bench-scale signal-study tools image clean
+.PHONY: run test test-fast lint demo bench bench-scale signal-study faults tools image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,14 @@ bench-scale: $(VENV)/.bench-installed
 signal-study: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[study]"
 	$(BIN)/python -m bench.signal
+
+# The fault suite at full size (2,000-checkpoint burst, 2 h soak at one checkpoint a minute,
+# 100-cycle kill -9 crash loop, ...) then 60 s of idle; prints the Reliability table (README)
+# and writes it to faults-report.json. About 2.5 hours; CI runs the compressed variants.
+faults: $(VENV)/.installed
+	ALPHAWATCH_FAULTS=full ALPHAWATCH_FAULTS_REPORT=faults-report.json \
+	  $(BIN)/python -m pytest -q -m faults tests/faults --timeout 10800
+	$(BIN)/python bench/daemon/run.py --cases idle
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
