@@ -47,7 +47,7 @@ CASES = {
     "neighbour": ("9 neighbour: CPU training loop, a checkpoint analyzed every 30 s",
                   lambda base, quick: neighbour.run(base, window=30.0 if quick else 90.0),
                   lambda r: f"{r['steps_per_s_without']:.1f} -> {r['steps_per_s_with']:.1f} steps/s "
-                            f"({r['loss_pct']:+.1f}%), {r['checkpoints']} checkpoints", "loss <= 10%"),
+                            f"(loss {r['loss_pct']:.1f}%), {r['checkpoints']} checkpoints", "loss <= 10%"),
     "history": ("failure 7: a new checkpoint and a scrape with a long history",
                 lambda base, quick: history.run(base, rows=20_000 if quick else 100_000),
                 lambda r: f"{r['rows']:,} rows: main CPU {1000 * r['main_cpu_per_checkpoint_s']:.0f} ms per "
