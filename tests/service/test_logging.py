@@ -135,3 +135,32 @@ def test_json_on_stderr_of_a_real_process() -> None:
     assert proc.returncode == 0 and proc.stdout == ""
     events = [json.loads(line) for line in proc.stderr.splitlines()]
     assert [e["event"] for e in events] == ["started", "lib says hi"]
+
+
+def test_exceptions_nothing_caught_are_json_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from alphawatch.service.logging import log_uncaught
+
+    for name in ("excepthook", "unraisablehook"):
+        monkeypatch.setattr(sys, name, getattr(sys, name))
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    out = io.StringIO()
+    configure_logging(LoggingConfig(format="json"), stream=out)
+    log_uncaught(get_logger("alphawatch.daemon"))
+
+    def boom() -> None:
+        raise RuntimeError("a bug in a thread")
+
+    thread = threading.Thread(target=boom, name="analysis")
+    thread.start()
+    thread.join()
+    try:
+        raise ValueError("nobody caught me")
+    except ValueError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]  # every line is JSON
+    crashed, uncaught = lines
+    assert [crashed[k] for k in ("event", "thread", "level")] == ["thread_crashed", "analysis", "critical"]
+    assert "RuntimeError: a bug in a thread" in crashed["exception"]
+    assert uncaught["event"] == "uncaught_exception" and "nobody caught me" in uncaught["exception"]

@@ -116,5 +116,11 @@ def log_uncaught(log: Any) -> None:
     def main_hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
         log.critical("uncaught_exception", exc_info=(kind, value, tb))
 
+    def unraisable_hook(unraisable: Any) -> None:  # "Exception ignored in ...": a __del__, a callback
+        exc = unraisable.exc_value
+        log.error("exception_ignored", where=repr(unraisable.object)[:200],
+                  error=f"{type(exc).__name__}: {exc}" if exc is not None else None)
+
     threading.excepthook = thread_hook
     sys.excepthook = main_hook
+    sys.unraisablehook = unraisable_hook
