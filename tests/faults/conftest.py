@@ -45,10 +45,16 @@ def _cell(row: dict[str, Any]) -> list[str]:
             "–" if latency is None else f"{latency:.2f} s"]
 
 
+def _order(row: dict[str, Any]) -> tuple[int, str]:
+    """Issue 10's failures by number (1, 3a, 10 ...), then the cases not tried before."""
+    number = row["case"].split(" ", 1)[0].rstrip("abc")
+    return (int(number) if number.isdigit() else 100, row["case"])
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The Reliability table as Markdown (what the README shows)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(row)) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row)) + " |" for row in sorted(rows, key=_order)]
     return "\n".join(lines)
 
 
