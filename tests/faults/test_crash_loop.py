@@ -29,7 +29,7 @@ def test_a_crash_loop_loses_nothing_and_stops_once(tmp_path: Path, daemon_factor
     staged = stage_checkpoints(tmp_path / "staged", count, hidden=32, overfit_last=2)
     watch = tmp_path / "ckpts"
     watch.mkdir()
-    config = {"stop": {"patience": 2}}
+    config = {"stop": {"rule": "guide", "patience": 2}}  # mean alpha, every network (SAC)
     producer = Producer(staged, watch, interval=1.0).start()
     daemons = []
     try:

@@ -30,7 +30,7 @@ def test_minor_items(tmp_path: Path, daemon_factory: Any, figure: Any) -> None:
     watch.mkdir()
     blocker = tmp_path / "signals"
     blocker.write_text("a file where the signals folder should be")  # a broken signals volume
-    d = daemon_factory(watch, config={"state": {"max_attempts": 1}})
+    d = daemon_factory(watch, config={"state": {"max_attempts": 1}, "stop": {"rule": "guide"}})
     worker_pid = int(d.wait_event("worker_ready", timeout=120)["pid"])
 
     # links to nowhere and in circles, and a folder named like a file

@@ -29,7 +29,7 @@ def test_temp_files_never_count_twice_and_renamed_files_are_followed(
     watch.mkdir()
     staging = tmp_path / "staging"
     staging.mkdir()
-    d = daemon_factory(watch, config={"stop": {"patience": 2}})
+    d = daemon_factory(watch, config={"stop": {"rule": "guide", "patience": 2}})  # mean alpha, any network
     d.wait_event("worker_ready", timeout=120)
     written: dict[str, float] = {}
 
