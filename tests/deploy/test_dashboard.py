@@ -147,8 +147,12 @@ def test_stop_signal_stat_maps_values() -> None:
     (panel,) = _panels_querying("alphawatch_stop_signal")
     assert panel["type"] == "stat"
     (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
-    assert mapping["type"] == "value" and set(mapping["options"]) == {"0", "1"}
+    assert mapping["type"] == "value" and set(mapping["options"]) == {"0", "1", "2"}
     assert mapping["options"]["1"]["color"] == "red"
+    # 2 = due but unwritten: the one panel shows both gauges (stop_signal + 2 * unwritten)
+    (target,) = panel["targets"]
+    assert "2 * alphawatch_stop_signal_unwritten" in target["expr"]
+    assert "NOT WRITTEN" in mapping["options"]["2"]["text"]
 
 
 def test_required_panels_present() -> None:

@@ -31,6 +31,7 @@ EXPECTED_ALERTS = {
     "AlphawatchDeadNeuronsHigh",
     "AlphawatchDeadNeuronsCritical",
     "AlphawatchStopSignalRaised",
+    "AlphawatchStopSignalUnwritten",
     "AlphawatchAnalysisFailing",
     "AlphawatchDown",
     "AlphawatchNoNewCheckpoints",
@@ -64,7 +65,7 @@ def test_promtool_check_config(promtool: str, tmp_path: Path) -> None:
     copy.write_text(yaml.safe_dump(cfg))
     proc = _run(promtool, "check", "config", str(copy))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 8 rules found" in proc.stdout
+    assert "SUCCESS: 9 rules found" in proc.stdout
 
 
 def test_prometheus_config_scrapes_alphawatch_job() -> None:
