@@ -71,11 +71,11 @@ bench: $(VENV)/.bench-installed
 bench-scale: $(VENV)/.bench-installed
 	$(BIN)/python bench/run.py --scale
 
-# The stop-signal study (bench/signal): trains real runs (cached in .signal-cache/), analyzes every
-# checkpoint with alphawatch, scores the candidate stop rules; report in bench/signal/results/.
+# The stop-signal study (bench/stop_signal): trains real runs (cached in .signal-cache/), analyzes every
+# checkpoint with alphawatch, scores the candidate stop rules; report in bench/stop_signal/results/.
 signal-study: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[study]"
-	$(BIN)/python -m bench.signal
+	$(BIN)/python -m bench.stop_signal
 
 # The fault suite at full size (2,000-checkpoint burst, 2 h soak at one checkpoint a minute,
 # 100-cycle kill -9 crash loop, ...) then 60 s of idle; prints the Reliability table (README)

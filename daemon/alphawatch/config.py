@@ -158,7 +158,8 @@ class StopConfig:
     file: str = key("signals/alphawatch-stop.json", "where; `{run}` is replaced by the run name (required "
                     "with several runs)", check=_only_run_placeholder, env="ALPHAWATCH_STOP_FILE")
     rule: str = key("share_below", "`share_below`: at least `share` of a network's fitted layers have "
-                    "alpha below `threshold` (the default, chosen by the study in bench/signal); `guide`: "
+                    "alpha below `threshold` (the default, chosen by the study in bench/stop_signal); "
+                    "`guide`: "
                     "the network's mean alpha below `threshold`, any network, patience 1 (WeightWatcher's "
                     "guide: stops healthy RL runs); `trusted_min`: the lowest well-fitted layer's alpha "
                     "below `threshold` (catches more over-fitting, also stops some healthy runs early)",

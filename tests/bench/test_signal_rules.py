@@ -1,4 +1,4 @@
-"""The study's candidate rules and ground truth (bench/signal): pure functions, checked on
+"""The study's candidate rules and ground truth (bench/stop_signal): pure functions, checked on
 hand-made CheckpointResults so each behaviour the report relies on has a test."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.signal.rules import (
+from bench.stop_signal.rules import (
     ThresholdRule,
     TrendRule,
     TrustedLayers,
@@ -17,7 +17,7 @@ from bench.signal.rules import (
     network_role,
     share_below,
 )
-from bench.signal.truth import rl_truth, supervised_truth
+from bench.stop_signal.truth import rl_truth, supervised_truth
 
 
 def layer(alpha: float | None, spikes: int = 100, d: float = 0.05, status: str = "ok") -> dict[str, Any]:

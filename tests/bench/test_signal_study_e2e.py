@@ -1,4 +1,4 @@
-"""`python -m bench.signal --smoke`: the whole study pipeline on a tiny plan (real training,
+"""`python -m bench.stop_signal --smoke`: the whole study pipeline on a tiny plan (real training,
 real SB3 zips, real alphawatch analysis, report and plots), and the cache on a rerun."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.signal import plan
-from bench.signal.candidates import candidates
-from bench.signal.rules import TrustedLayers
+from bench.stop_signal import plan
+from bench.stop_signal.candidates import candidates
+from bench.stop_signal.rules import TrustedLayers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def study(cache: Path, out: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "bench.signal", "--smoke", "--cache", str(cache), "--out", str(out)]
+    command = [sys.executable, "-m", "bench.stop_signal", "--smoke", "--cache", str(cache), "--out", str(out)]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=280)
 
 

@@ -92,7 +92,7 @@ def test_a_low_mean_from_one_small_layer_is_not_a_stop() -> None:
 @pytest.mark.parametrize("name", ["actor", "critic", "critic_target", "critic_1", "target_critic_2",
                                   "q_net", "q_net_target", "qf1", "value_net", "policy"])
 def test_rl_networks_never_halt_training_by_default(name: str) -> None:
-    # bench/signal: SAC critics fall below 2 at 2-4k steps of runs that learn at 4-19k
+    # bench/stop_signal: SAC critics fall below 2 at 2-4k steps of runs that learn at 4-19k
     results = [checkpoint(s, **{name: net(1.5, 1.4)}) for s in (1000, 2000, 3000, 4000)]
     assert network_role(name) != "model"
     assert first_fire(results, StopConfig()) is None

@@ -28,7 +28,7 @@ STABLE_RANK_UTILIZATION_LOW = 0.20  # stable rank / full rank
 ACTOR_CRITIC_ALPHA_GAP = 2.0
 
 # A layer's alpha is trusted when its fit succeeded, its power-law tail holds at least this many
-# eigenvalues and its KS distance is at most this. Chosen by bench/signal (trust.py) on the
+# eigenvalues and its KS distance is at most this. Chosen by bench/stop_signal (trust.py) on the
 # development seeds as the loosest setting under which 95% of trusted readings agree within 0.25
 # between consecutive checkpoints and between seeds; on the held-out seed trusted readings agree
 # 100% / 97% of the time, untrusted ones 82% / 36%.

@@ -1,7 +1,7 @@
 """What a network is for, read from its name: a policy, a critic, a target, a value head or a plain model.
 
 Why it matters: in reinforcement learning, a critic's or a target's alpha falls with the
-number of updates whatever the return does (bench/signal: critics below 2 at 2-4k steps
+number of updates whatever the return does (bench/stop_signal: critics below 2 at 2-4k steps
 of healthy SAC runs that learned at 4-19k), so the stop rule lets only some roles halt
 training, and the reports group networks by role. Names are the ones alphawatch gives
 networks: SB3 zips give `actor`, `critic`, `critic_target` (SAC), `q_net`, `q_net_target`

@@ -16,7 +16,7 @@ checkpoint where that network has no reading (absent, no fitted or trusted layer
 the streak: unknown is not "below". When several networks fire at once, the one furthest
 past the line at the newest checkpoint is reported (then the name).
 
-Why these rules and these defaults: bench/signal trained 24 runs (MLP, CNN and char-LM with
+Why these rules and these defaults: bench/stop_signal trained 24 runs (MLP, CNN and char-LM with
 true, noisy and random labels; SB3 SAC on two tasks) and scored every candidate against the
 held-out loss or the evaluation return. `share_below` on plain models (patience 2) is the
 only candidate with no false stop on a healthy run, and it is the least wrong, not a good

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.signal.analyze import analyze_run, checkpoint_files
-from bench.signal.plan import RunSpec
-from bench.signal.rules import Rule, first_fire
-from bench.signal.run import run_dir
-from bench.signal.truth import Truth, read_truth
+from bench.stop_signal.analyze import analyze_run, checkpoint_files
+from bench.stop_signal.plan import RunSpec
+from bench.stop_signal.rules import Rule, first_fire
+from bench.stop_signal.run import run_dir
+from bench.stop_signal.truth import Truth, read_truth
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.signal.plan import RunSpec
+from bench.stop_signal.plan import RunSpec
 
 
 def train(spec: RunSpec, run_dir: Path) -> None:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.signal.plan import RunSpec
+from bench.stop_signal.plan import RunSpec
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench.signal.rules import TrustedLayers, fitted
+from bench.stop_signal.rules import TrustedLayers, fitted
 
 SPIKE_BINS = (8, 10, 20, 30, 50, 100, 10**9)
 D_BINS = (0.0, 0.05, 0.075, 0.10, 0.15, 10.0)

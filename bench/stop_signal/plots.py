@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bench.signal.evaluate import Outcome, Run
-from bench.signal.rules import TrustedLayers, mean_alpha, network_role
+from bench.stop_signal.evaluate import Outcome, Run
+from bench.stop_signal.rules import TrustedLayers, mean_alpha, network_role
 
 _MARKERS = ("v", "^", "s", "D", "P", "X", "*")
 

@@ -6,7 +6,7 @@ chosen on the development seeds only.
 
 from __future__ import annotations
 
-from bench.signal.rules import (
+from bench.stop_signal.rules import (
     ACTING_ROLES,
     Rule,
     ThresholdRule,

@@ -20,7 +20,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from bench.signal.plan import RunSpec
+from bench.stop_signal.plan import RunSpec
 
 
 def run_dir(cache: Path, spec: RunSpec) -> Path:
@@ -38,17 +38,17 @@ def _one_thread() -> None:
 
 def _train(spec: RunSpec, folder: Path) -> None:
     if spec.family in ("mlp", "cnn", "charlm"):
-        from bench.signal import train_supervised as trainer
+        from bench.stop_signal import train_supervised as trainer
     elif spec.family == "sac":
-        from bench.signal import train_rl as trainer  # type: ignore[no-redef]
+        from bench.stop_signal import train_rl as trainer  # type: ignore[no-redef]
     else:
-        from bench.signal import train_examples as trainer  # type: ignore[no-redef]
+        from bench.stop_signal import train_examples as trainer  # type: ignore[no-redef]
     trainer.train(spec, folder)
 
 
 def prepare(spec: RunSpec, cache: Path) -> dict[str, Any]:
     """Train (unless cached) and analyze one run; returns its timings."""
-    from bench.signal.analyze import analyze_run
+    from bench.stop_signal.analyze import analyze_run
 
     folder = run_dir(cache, spec)
     done = folder / "done.json"

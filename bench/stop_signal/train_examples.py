@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from bench.signal.plan import RunSpec
+from bench.stop_signal.plan import RunSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

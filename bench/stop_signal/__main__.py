@@ -1,10 +1,10 @@
-"""`python -m bench.signal` (or `make signal-study`): the whole study, one command.
+"""`python -m bench.stop_signal` (or `make signal-study`): the whole study, one command.
 
-    python -m bench.signal                 # full study: train (cached), analyze, score, report
-    python -m bench.signal --smoke         # tiny plan, every code path, < 1 minute
-    python -m bench.signal --train-only    # only fill the cache
+    python -m bench.stop_signal                 # full study: train (cached), analyze, score, report
+    python -m bench.stop_signal --smoke         # tiny plan, every code path, < 1 minute
+    python -m bench.stop_signal --train-only    # only fill the cache
 
-Outputs: `--out` (default bench/signal/results/) gets report.md, outcomes.csv and one PNG
+Outputs: `--out` (default bench/stop_signal/results/) gets report.md, outcomes.csv and one PNG
 per run. Training runs and analyses are cached under `--cache` (default .signal-cache/),
 keyed by their configuration, so a rerun only re-scores the rules.
 """
@@ -17,19 +17,19 @@ import sys
 import time
 from pathlib import Path
 
-from bench.signal import plan
-from bench.signal.run import prepare_all
+from bench.stop_signal import plan
+from bench.stop_signal.run import prepare_all
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.signal", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.stop_signal", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="the tiny CI plan instead of the full study")
     parser.add_argument("--jobs", type=int, default=2, help="training processes at a time (default 2)")
     parser.add_argument("--cache", type=Path, default=REPO / ".signal-cache")
     parser.add_argument("--out", type=Path, default=None,
-                        help="report folder (default bench/signal/results, smoke: <cache>/smoke-report)")
+                        help="report folder (default bench/stop_signal/results, smoke: <cache>/smoke-report)")
     parser.add_argument("--train-only", action="store_true", help="train and analyze, write no report")
     parser.add_argument("--only", default="", help="comma-separated families to include (debugging)")
     return parser.parse_args(argv)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
           f"after {os.getloadavg()[0]:.1f})", flush=True)
     if args.train_only:
         return 0
-    from bench.signal.report import write_report
+    from bench.stop_signal.report import write_report
 
     out = args.out or (args.cache / "smoke-report" if args.smoke else REPO / "bench" / "signal" / "results")
     write_report(specs, timings, args.cache, out, smoke=args.smoke, wall_s=wall,

@@ -17,7 +17,7 @@ from alphawatch.config import StopConfig
 from alphawatch.results import fingerprint
 from alphawatch.service import stop_rule
 
-from bench.signal.evaluate import Outcome, Run
+from bench.stop_signal.evaluate import Outcome, Run
 
 # daemon rule (stop.rule) -> the study candidate it implements
 SHIPPED = {"share_below": "share-below-model-p2", "guide": "guide", "trusted_min": "trusted-min-model-p2"}
@@ -49,7 +49,7 @@ def agreement_section(runs: Sequence[Run], outcomes: Sequence[Outcome]) -> list[
     """Report lines: per shipped rule, on how many runs the daemon fires where the study did."""
     out = ["## The daemon's rules reproduce the study", "",
            "Each run's checkpoints replayed through `alphawatch.service.stop_rule` as the daemon calls it "
-           "(`bench/signal/daemon_rules.py`); first fire step compared with the study candidate's.", "",
+           "(`bench/stop_signal/daemon_rules.py`); first fire step compared with the study candidate's.", "",
            "| `stop.rule` | study candidate | runs where the fire step agrees |", "|---|---|---|"]
     for name, candidate in SHIPPED.items():
         config = StopConfig(rule=name)
