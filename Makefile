@@ -59,13 +59,15 @@ lint: $(VENV)/.installed
 demo: $(VENV)/.installed
 	PYTHON_BIN_DIR=$(BIN) bash examples/demo.sh
 
-# alphawatch vs plain WeightWatcher, same weights, same run: one table (bench/run.py).
+# alphawatch vs plain WeightWatcher, same weights, same run: one table (bench/run.py); then the
+# daemon's latency, idle, scrape, neighbour and long-history figures (bench/daemon/run.py).
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[bench]"
 	touch $@
 
 bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/run.py
+	PATH="$(abspath $(TOOLS))/bin:$$PATH" $(BIN)/python bench/daemon/run.py
 
 # bench plus the multi-GB cases (2 GB checkpoints, a 7B-shaped sharded one): ~40 GB disk, long.
 bench-scale: $(VENV)/.bench-installed
