@@ -138,12 +138,14 @@ def test_float32_matmul_precision_of_the_caller_is_overridden_and_restored() -> 
         torch.set_float32_matmul_precision(before)
 
 
-def test_device_auto_is_cpu_without_cuda_and_cuda_is_refused_without_one() -> None:
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present: auto resolves to it (exercised by the bench on a GPU machine)")
-    assert eigen.resolve_device("auto").type == "cpu"
+def test_device_auto_is_cuda_only_with_one_and_cuda_is_refused_without_one() -> None:
+    has_cuda = torch.cuda.is_available()
+    assert eigen.resolve_device("auto").type == ("cuda" if has_cuda else "cpu")
     assert eigen.resolve_device("cpu").type == "cpu"
-    with pytest.raises(ValueError, match="no CUDA device"):
-        eigen.resolve_device("cuda")
+    if has_cuda:
+        assert eigen.resolve_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(ValueError, match="no CUDA device"):
+            eigen.resolve_device("cuda")
     with pytest.raises(ValueError, match="not one of"):
         eigen.resolve_device("mps")
