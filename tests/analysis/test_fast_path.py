@@ -1,10 +1,12 @@
 """The fast path against plain WeightWatcher analyze(), on seeded layers of many shapes and spectra.
 
 Tall, wide, square, tiny (< 8 eigenvalues: skipped; 8-19: WW's small-N fitter),
-rank-deficient with large weights (float32 rounding puts zero eigenvalues above WW's floor),
-heavy-tailed, low-rank spikes up to 1e6 over the bulk (float32 loses the bulk: the exact
-path must take over), bf16 and fp16 weights, Conv2d stacks. Speed must never cost accuracy:
-every fitted layer must agree to 0.01 and every skip/fail decision must be the same.
+rank-deficient with large weights (float32 rounding would put zero eigenvalues above WW's
+floor), heavy-tailed, low-rank spikes up to 1e6 over the bulk (a float32 spectrum loses the
+bulk), bf16 and fp16 weights, Conv2d stacks. Speed must never cost accuracy: every skip/fail
+decision must be the same and every fitted layer must pick WeightWatcher's xmin (the issue
+asks for alpha within 0.01; the float64 Gram agrees far closer than that, and the test holds
+it there so that a regression to a lossy spectrum shows at once).
 """
 
 from __future__ import annotations
@@ -93,49 +95,54 @@ def test_every_alpha_within_001(compared: tuple[list[str], Any, dict[str, Any]])
     for row in details.itertuples():
         mine = ours[f"{row.longname}.weight"]
         label = labels[int(row.longname)]
-        assert mine["alpha"] == pytest.approx(row.alpha, abs=0.01), label
+        assert mine["alpha"] == pytest.approx(row.alpha, abs=1e-6), label
+        assert mine["xmin"] == pytest.approx(row.xmin, rel=1e-9), label
+        assert mine["D"] == pytest.approx(row.D, abs=1e-9), label
         assert mine["num_pl_spikes"] == row.num_pl_spikes, label
         assert mine["num_evals"] == row.num_evals, label
     assert len(details) == len(labels) - 1
 
 
-def test_ill_conditioned_layer_needs_the_exact_path() -> None:
-    """A spike 1e6 over the bulk: the float32 spectrum alone gets alpha wrong; the ladder does not."""
+def test_ill_conditioned_layer_matches_weightwatcher() -> None:
+    """A spike 1e6 over the bulk: a float32 spectrum gets alpha wrong; ours is WW's to 1e-9."""
     gen = torch.Generator().manual_seed(5)
     w = _spiked(500, 300, 1e6, gen)
     (unit,) = units_for("w.weight", "w.weight", w, {})
-    exact = spectral.ww_fit_powerlaw(spectral.eigenvalues(unit, eigen.EXACT))
-    fast_only = spectral.fit_powerlaw(spectral.eigenvalues(unit, eigen.FAST))
-    assert abs(fast_only["alpha"] - exact["alpha"]) > 0.01  # the guard is needed here...
-    assert spectral.analyze_unit(unit)["alpha"] == pytest.approx(exact["alpha"], abs=1e-6)  # ...and works
-
-
-def test_exact_spectrum_matches_float64_svd() -> None:
-    gen = torch.Generator().manual_seed(9)
-    w = _heavy(300, 200, gen)
-    (unit,) = units_for("w.weight", "w.weight", w, {})
     svd = np.sort(np.linalg.svd(w.double().numpy(), compute_uv=False) ** 2)
-    assert np.allclose(spectral.eigenvalues(unit, eigen.EXACT), svd, rtol=1e-10, atol=1e-12 * svd[-1])
+    reference = spectral.ww_fit_powerlaw(svd)
+    float32_gram = torch.linalg.eigvalsh(w.mT @ w).clamp(min=0).double().numpy()
+    lossy = spectral.ww_fit_powerlaw(np.sort(float32_gram))
+    assert abs(lossy["alpha"] - reference["alpha"]) > 0.01  # a float32 Gram is not enough here...
+    assert spectral.analyze_unit(unit)["alpha"] == pytest.approx(reference["alpha"], abs=1e-9)  # ...ours is
 
 
-def test_spectra_ladder_ends_exact_and_noise_shrinks() -> None:
-    gen = torch.Generator().manual_seed(1)
-    w = _default(400, 300, gen)
-    ladder = list(eigen.spectra(w.unsqueeze(0), 1.0, torch.device("cpu")))
-    assert [s.precision for s in ladder] == [eigen.FAST, eigen.EXACT]
-    assert ladder[0].noise > ladder[1].noise == 0
-    assert np.max(np.abs(ladder[0].evals - ladder[1].evals)) <= ladder[0].noise  # the bound bounds
+@pytest.mark.parametrize(("rows", "cols", "slices", "dtype"), [
+    (300, 200, 1, torch.float32), (200, 300, 1, torch.float32), (256, 256, 1, torch.float64),
+    (5000, 40, 1, torch.bfloat16), (40, 5000, 1, torch.float16), (64, 48, 9, torch.float32),
+])  # fmt: skip
+def test_gram_spectrum_matches_float64_svd(
+    rows: int, cols: int, slices: int, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tall, wide, square, half precision and stacked slices, accumulated over many blocks."""
+    monkeypatch.setattr(eigen, "BLOCK_ELEMENTS", 4096)
+    gen = torch.Generator().manual_seed(9)
+    stack = _heavy(slices * rows, cols, gen).reshape(slices, rows, cols).to(dtype)
+    svd = np.sort(np.concatenate([
+        np.linalg.svd(m.double().numpy(), compute_uv=False) ** 2 for m in stack]))  # fmt: skip
+    ours = eigen.eigenvalues(stack, 1.0, torch.device("cpu"))
+    assert ours.size == slices * min(rows, cols)
+    assert np.allclose(ours, svd, rtol=1e-10, atol=1e-12 * svd[-1])
 
 
-def test_float32_matmul_precision_of_the_caller_is_overridden_and_restored() -> None:
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("medium")
-    try:
-        with eigen.ieee_matmul():
-            assert torch.get_float32_matmul_precision() == "highest"
-        assert torch.get_float32_matmul_precision() == "medium"
-    finally:
-        torch.set_float32_matmul_precision(before)
+def test_gram_runs_single_threaded_blas_and_restores_it() -> None:
+    from threadpoolctl import threadpool_info
+
+    torch.set_num_threads(2)
+    with eigen.single_threaded_blas():
+        assert torch.get_num_threads() == 1
+        blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+        assert blas and all(lib["num_threads"] == 1 for lib in blas)
+    assert torch.get_num_threads() == 2
 
 
 def test_device_auto_is_cuda_only_with_one_and_cuda_is_refused_without_one() -> None:

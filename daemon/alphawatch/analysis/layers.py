@@ -16,6 +16,7 @@ cache lives as long as the process (the daemon's worker) and holds small dicts o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections import OrderedDict, deque
@@ -105,22 +106,15 @@ def analyze_units(
     held, so memory is bounded by `threads` tensors, not by the checkpoint. On the CPU every
     kernel runs single-threaded (see the module doc); on a GPU units go one at a time.
     """
-    import torch
-
     workers = max(1, threads) if device.type == "cpu" else 1
-    before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        with eigen.ieee_matmul(), ThreadPoolExecutor(workers, thread_name_prefix="alphawatch-layer") as pool:
-            pending: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
-            for unit in units:
-                pending.append((unit, pool.submit(_analyze_cached, unit, device, cache)))
-                if len(pending) >= workers:
-                    done, future = pending.popleft()
-                    yield done, future.result()
-            while pending:
+    blas = eigen.single_threaded_blas() if device.type == "cpu" else contextlib.nullcontext()
+    with blas, ThreadPoolExecutor(workers, thread_name_prefix="alphawatch-layer") as pool:
+        pending: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
+        for unit in units:
+            pending.append((unit, pool.submit(_analyze_cached, unit, device, cache)))
+            if len(pending) >= workers:
                 done, future = pending.popleft()
                 yield done, future.result()
-    finally:
-        torch.set_num_threads(before)
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()

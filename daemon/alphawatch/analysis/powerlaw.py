@@ -38,11 +38,6 @@ SMALL_N_CUTOFF = 20
 # Candidates whose D is within this of the best are recomputed exactly. Rounding differences
 # between our D and WeightWatcher's are ~1e-13; this leaves six orders of magnitude to spare.
 TIE_EPS = 1e-7
-# Margins for a spectrum known only to within `noise` (see `_margins` and `_robust`).
-MARGIN_FACTOR = 3.0
-NOISE_K = 100.0
-NOISE_SLACK = 0.1
-ALPHA_TOL = 1e-2
 # Points of each tail used for the lower bound: the first few (where the KS distance of a
 # power law fitted at xmin usually peaks) and an even spread over the rest.
 _HEAD_POINTS = 16
@@ -53,17 +48,12 @@ _BLOCK_ELEMENTS = 1 << 20
 
 @dataclass(frozen=True)
 class TailFit:
-    """The winning candidate: its index in the sorted data, xmin, alpha and KS distance.
-
-    `robust`: the choice would be the same for any spectrum within `noise` of this one
-    (always true for noise 0); see `fit_tail`.
-    """
+    """The winning candidate: its index in the sorted data, xmin, alpha and KS distance."""
 
     index: int
     xmin: float
     alpha: float
     D: float
-    robust: bool
 
 
 def _alphas(data: np.ndarray, logs: np.ndarray) -> np.ndarray:
@@ -135,32 +125,11 @@ def ww_candidate(data: np.ndarray, logs: np.ndarray, i: int) -> tuple[float, flo
     return float(alpha), float(d)
 
 
-def _margins(data: np.ndarray, alphas: np.ndarray, valid: np.ndarray, noise: float) -> np.ndarray:
-    """How far each candidate's D could move if every eigenvalue moved by up to `noise`.
-
-    With relative error e = noise / xmin on the log ratios of the tail, the KS terms move by
-    about (alpha - 1) * e directly and by (alpha - 1) * e / e^1 through alpha's own
-    shift (the derivative of t * exp(-(alpha - 1) t) is at most 1 / (e (alpha - 1)));
-    MARGIN_FACTOR = 3 covers both. Candidates whose xmin is itself within NOISE_K * noise of
-    zero have no meaningful linearisation: they get the flat NOISE_SLACK.
-    """
-    if noise <= 0:
-        return np.zeros(alphas.size)
-    xmins = data[:-1]
-    with np.errstate(all="ignore"):
-        margins = MARGIN_FACTOR * (alphas - 1) * noise / xmins
-    margins = np.where(xmins < NOISE_K * noise, NOISE_SLACK, margins)
-    return np.where(valid, np.nan_to_num(margins, nan=np.inf, posinf=np.inf), 0.0)
-
-
-def fit_tail(data: np.ndarray, noise: float = 0.0) -> TailFit | None:
+def fit_tail(data: np.ndarray) -> TailFit | None:
     """WeightWatcher's xmin/alpha/D for sorted positive float64 `data` (N >= SMALL_N_CUTOFF).
 
-    `noise` bounds the absolute error of every value of `data` (0: take them as exact). The
-    fit is `robust` when no candidate within that error could have beaten the winner and
-    the winner's alpha would move by at most ALPHA_TOL. None when the rounding assumption
-    behind the shortcut does not hold for this spectrum; the caller must then run
-    WeightWatcher's own fitter.
+    None when the rounding assumption behind the shortcut does not hold for this spectrum;
+    the caller must then run WeightWatcher's own fitter.
     """
     if data.size < SMALL_N_CUTOFF:
         raise ValueError(f"fit_tail needs at least {SMALL_N_CUTOFF} points, got {data.size}")
@@ -168,23 +137,19 @@ def fit_tail(data: np.ndarray, noise: float = 0.0) -> TailFit | None:
     alphas = _alphas(data, logs)
     valid = alphas > 1  # WeightWatcher leaves D = 1 where alpha <= 1 (or NaN)
     bounds = np.where(valid, _lower_bounds(data, alphas), 1.0)
-    margins = _margins(data, alphas, valid, noise)
     dist = np.full(alphas.size, np.inf)
     dist[~valid] = 1.0
     best = float(dist.min())
-    best_margin = 0.0
-    keys = bounds - margins
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(bounds, kind="stable")
     step = 64
     for start in range(0, order.size, step):
-        if keys[order[start]] > best + best_margin + TIE_EPS:
-            break  # every candidate from here on has D >= its bound > best (+ margins)
+        if bounds[order[start]] > best + TIE_EPS:
+            break  # every candidate from here on has D >= its bound > best
         chunk = order[start : start + step]
         chunk = chunk[valid[chunk]]
         dist[chunk] = _full_distances(data, chunk, alphas)
-        if chunk.size and float(dist[chunk].min()) < best:
-            at = int(chunk[np.argmin(dist[chunk])])
-            best, best_margin = float(dist[at]), float(margins[at])
+        if chunk.size:
+            best = min(best, float(dist[chunk].min()))
     if not np.isfinite(best):
         return None
     finalists = np.flatnonzero(dist <= best + TIE_EPS)
@@ -194,19 +159,4 @@ def fit_tail(data: np.ndarray, noise: float = 0.0) -> TailFit | None:
     win = int(np.argmin([d for _a, d in exact]))  # first minimum, as np.argmin over all of them
     index = int(finalists[win])
     alpha, d = exact[win]
-    robust = _robust(dist, margins, index, alpha, float(data[index]), noise)
-    return TailFit(index=index, xmin=float(data[index]), alpha=alpha, D=d, robust=robust)
-
-
-def _robust(
-    dist: np.ndarray, margins: np.ndarray, index: int, alpha: float, xmin: float, noise: float
-) -> bool:
-    """No other evaluated candidate within the margins, and alpha itself stable (see fit_tail)."""
-    if noise <= 0:
-        return True
-    if xmin < NOISE_K * noise or 2 * (alpha - 1) ** 2 * noise / xmin > ALPHA_TOL:
-        return False
-    others = np.ones(dist.size, dtype=bool)
-    others[index] = False
-    reach = dist[index] + margins[index] + margins
-    return not bool(np.any(others & np.isfinite(dist) & (dist <= reach)))
+    return TailFit(index=index, xmin=float(data[index]), alpha=alpha, D=d)

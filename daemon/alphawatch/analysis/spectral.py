@@ -1,11 +1,10 @@
-"""Per-layer spectral metrics: WeightWatcher's power-law fit on a fast spectrum, same numbers.
+"""Per-layer spectral metrics: WeightWatcher's numbers, computed faster.
 
 The only module that imports `weightwatcher`. Why the split of work:
 
 - Eigenvalues (eigen.py): WeightWatcher on CPU runs a float64 SciPy SVD (90-99% of its
-  time). We take a float32 Gram matrix and `eigvalsh`; when that spectrum's rounding error
-  could have changed the fit (`powerlaw.fit_tail`'s `robust`), a more precise spectrum is
-  computed, ending with float64 Gram + `eigvalsh`, which matches WeightWatcher's SVD to ~1e-13.
+  time). We take the float64 Gram matrix on the smaller side (BLAS syrk) and `eigvalsh`: the
+  same eigenvalues to ~1e-13, for a fraction of the work.
 - Fit (powerlaw.py): WeightWatcher's default `WW_powerlaw` fit, vectorised, choosing the same
   xmin and computing alpha and D with WeightWatcher's own expressions. Spectra with fewer
   than 20 eigenvalues above the floor, and any spectrum where the shortcut cannot vouch for
@@ -90,12 +89,12 @@ def _watcher() -> Any:
         return ww.WeightWatcher()
 
 
-def eigenvalues(unit: Unit, precision: str = eigen.EXACT, device: torch.device | None = None) -> np.ndarray:
+def eigenvalues(unit: Unit, device: torch.device | None = None) -> np.ndarray:
     """Sorted eigenvalues of W^T W pooled over the unit's slices, float64, WW-normalised."""
     import torch
 
     assert unit.stack is not None
-    return eigen.eigenvalues(unit.stack, unit.eval_scale, precision, device or torch.device("cpu"))
+    return eigen.eigenvalues(unit.stack, unit.eval_scale, device or torch.device("cpu"))
 
 
 def _finite(x: Any) -> float | None:
@@ -127,7 +126,7 @@ def ww_fit_powerlaw(evals: np.ndarray) -> dict[str, Any]:
     Arguments are those `analyze()` passes with its defaults (fit=PL, pl_package="ww",
     no fix_fingers, xmax=None). The eigenvalue floor is WW's CPU EVALS_THRESH (1e-5) even on
     a CUDA machine, where WW itself would switch to a half-precision floor: our spectrum is
-    at least float32, so the CPU floor is the right one.
+    float64 everywhere, so the CPU floor is the right one.
     """
     watcher = _watcher()  # first: it imports weightwatcher with its side effects contained
     from weightwatcher import constants as c
@@ -161,13 +160,12 @@ def _fit_fields(success: bool, alpha: Any, d: Any, xmin: Any, spikes: Any) -> di
     }
 
 
-def fit_powerlaw(evals: np.ndarray, noise: float = 0.0) -> dict[str, Any]:
+def fit_powerlaw(evals: np.ndarray) -> dict[str, Any]:
     """The same fit as `ww_fit_powerlaw`, through the vectorised shortcut where it applies.
 
     As WW's fit_powerlaw: eigenvalues above EVALS_THRESH are fitted, and num_pl_spikes counts
     all eigenvalues >= xmin. Small spectra (WW's small-N fitter) and spectra where the
-    shortcut cannot vouch for its choice are handed to WeightWatcher itself. `robust` (not a
-    result field): no eigenvalue error up to `noise` could have changed the fit.
+    shortcut cannot vouch for its choice are handed to WeightWatcher itself.
     """
     # WeightWatcher is imported on the first fit even when the shortcut answers: the worker's
     # warm-up fit must leave it loaded, so that its memory is in the worker's baseline (an
@@ -175,20 +173,20 @@ def fit_powerlaw(evals: np.ndarray, noise: float = 0.0) -> dict[str, Any]:
     _watcher()
     data = np.sort(np.asarray(evals[evals > EVALS_THRESH], dtype=np.float64))
     if data.size < powerlaw.SMALL_N_CUTOFF:
-        return {**ww_fit_powerlaw(evals), "robust": noise <= 0}
-    tail = powerlaw.fit_tail(data, noise)
+        return ww_fit_powerlaw(evals)
+    tail = powerlaw.fit_tail(data)
     if tail is None:
-        return {**ww_fit_powerlaw(evals), "robust": noise <= 0}
+        return ww_fit_powerlaw(evals)
     spikes = int(np.count_nonzero(evals >= tail.xmin))
-    return {**_fit_fields(True, tail.alpha, tail.D, tail.xmin, spikes), "robust": tail.robust}
+    return _fit_fields(True, tail.alpha, tail.D, tail.xmin, spikes)
 
 
 def flat_tail(evals: np.ndarray, xmin: float | None) -> bool:
     """True when the fitted tail is (numerically) a single eigenvalue repeated.
 
     SB3's PPO/A2C initialise hidden layers orthogonally: every singular value is the gain,
-    so the fit returns an alpha in the millions that WW's float64 SVD and our float32 one
-    do not even agree on (3.4e6 vs 4.5e6). Such an alpha would swamp every mean.
+    so the fit returns an alpha in the millions set by rounding (WW's float64 SVD and a
+    float32 spectrum gave 3.4e6 and 4.5e6). Such an alpha would swamp every mean.
     """
     if xmin is None or xmin <= 0:
         return False
@@ -235,7 +233,8 @@ def analyze_unit(unit: Unit, device: torch.device | None = None) -> dict[str, An
     if reason is not None:
         out.update(status="skipped", reason=reason)
         return out
-    evals, fit = spectrum_and_fit(unit, device)
+    evals = eigenvalues(unit, device)
+    fit = fit_powerlaw(evals)
     out["num_evals"] = int(evals.size)
     out.update(norm_metrics(evals))
     if not fit.pop("ok"):
@@ -246,23 +245,6 @@ def analyze_unit(unit: Unit, device: torch.device | None = None) -> dict[str, An
         return out
     out.update(fit)
     return out
-
-
-def spectrum_and_fit(unit: Unit, device: torch.device | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """The cheapest spectrum whose fit its rounding error cannot change, and that fit.
-
-    A failed fit is only believed from the exact spectrum (the floor, or too few
-    eigenvalues above it, may be a rounding artefact of the cheaper ones).
-    """
-    import torch
-
-    assert unit.stack is not None
-    for spectrum in eigen.spectra(unit.stack, unit.eval_scale, device or torch.device("cpu")):
-        fit = fit_powerlaw(spectrum.evals, spectrum.noise)
-        if spectrum.precision == eigen.EXACT or (fit["ok"] and fit["robust"]):
-            fit.pop("robust")
-            return spectrum.evals, fit
-    raise AssertionError("eigen.spectra always ends with an exact spectrum")
 
 
 def weightwatcher_version() -> str:
