@@ -156,3 +156,27 @@ def test_device_auto_is_cuda_only_with_one_and_cuda_is_refused_without_one() -> 
             eigen.resolve_device("cuda")
     with pytest.raises(ValueError, match="not one of"):
         eigen.resolve_device("mps")
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(900, 120), (120, 900)])
+def test_a_spare_core_splits_the_gram_with_the_same_result(
+    rows: int, cols: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a core no unit holds, the Gram is summed in two halves; without one it is not."""
+    monkeypatch.setattr(eigen, "SPLIT_WORK", 1)
+    monkeypatch.setattr(eigen, "BLOCK_ELEMENTS", 4096)
+    splits: list[int] = []
+    whole = eigen._syrk_two_threads
+    monkeypatch.setattr(eigen, "_syrk_two_threads", lambda *a: splits.append(1) or whole(*a))
+    stack = _heavy(rows, cols, torch.Generator().manual_seed(4)).unsqueeze(0)
+    reference = np.sort(np.linalg.svd(stack[0].double().numpy(), compute_uv=False) ** 2)
+    cores = eigen.Cores(2)
+    with cores.held():  # this unit's core; the other one is spare
+        split = eigen.eigenvalues(stack, 1.0, torch.device("cpu"), cores)
+    assert splits == [1]
+    busy = eigen.Cores(1)
+    with busy.held():  # no spare core: one thread
+        alone = eigen.eigenvalues(stack, 1.0, torch.device("cpu"), busy)
+    assert splits == [1]
+    assert np.allclose(split, reference, rtol=1e-10, atol=1e-12 * reference[-1])
+    assert np.allclose(alone, split, rtol=1e-12, atol=1e-13 * reference[-1])

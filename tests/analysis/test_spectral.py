@@ -67,6 +67,20 @@ def test_nan_inf_weights_fail_without_nan_in_output(bad: float) -> None:
     assert all(v is None for k, v in out.items() if k not in ("status", "reason"))
 
 
+@pytest.mark.parametrize(("shape", "dtype"), [
+    ((300, 40), torch.float32), ((40, 300), torch.bfloat16), ((64, 64), torch.float64),
+    ((4, 300), torch.float32),  # skipped (fewer than 8 eigenvalues): checked all the same
+])  # fmt: skip
+def test_one_bad_weight_anywhere_fails_the_layer(shape: tuple[int, int], dtype: torch.dtype) -> None:
+    """The NaN/Inf check of analyzed layers reads the Gram's diagonal: every corner must show."""
+    for row, col in [(0, 0), (shape[0] - 1, shape[1] - 1), (shape[0] // 2, 1)]:
+        for bad in (float("nan"), float("inf")):
+            w = torch.randn(shape, generator=torch.Generator().manual_seed(2)).to(dtype)
+            w[row, col] = bad
+            out = spectral.analyze_unit(_unit(w))
+            assert (out["status"], out["reason"]) == ("failed", "NaN/Inf weights"), (row, col, bad)
+
+
 def test_zero_matrix_fails_and_has_no_norms() -> None:
     out = spectral.analyze_unit(_unit(torch.zeros(32, 32)))
     assert out["status"] == "failed"

@@ -89,12 +89,14 @@ def _watcher() -> Any:
         return ww.WeightWatcher()
 
 
-def eigenvalues(unit: Unit, device: torch.device | None = None) -> np.ndarray:
+def eigenvalues(
+    unit: Unit, device: torch.device | None = None, cores: eigen.Cores | None = None
+) -> np.ndarray:
     """Sorted eigenvalues of W^T W pooled over the unit's slices, float64, WW-normalised."""
     import torch
 
     assert unit.stack is not None
-    return eigen.eigenvalues(unit.stack, unit.eval_scale, device or torch.device("cpu"))
+    return eigen.eigenvalues(unit.stack, unit.eval_scale, device or torch.device("cpu"), cores)
 
 
 def _finite(x: Any) -> float | None:
@@ -213,8 +215,20 @@ def _all_finite(stack: torch.Tensor) -> bool:
     return bool(torch.isfinite(stack).all())
 
 
-def analyze_unit(unit: Unit, device: torch.device | None = None) -> dict[str, Any]:
-    """The spectral fields of one layer entry (see CONTRACTS.md), never NaN."""
+def _needs_own_finite_check(unit: Unit) -> bool:
+    """float64 weights over ~1e154 would overflow the Gram's diagonal: checked directly."""
+    import torch
+
+    return unit.stack is not None and unit.stack.dtype == torch.float64
+
+
+def analyze_unit(
+    unit: Unit, device: torch.device | None = None, cores: eigen.Cores | None = None
+) -> dict[str, Any]:
+    """The spectral fields of one layer entry (see CONTRACTS.md), never NaN.
+
+    `cores`: the analysis threads' cores (eigen.Cores), so a big Gram can use a spare one.
+    """
     out: dict[str, Any] = {
         "alpha": None,
         "stable_rank": None,
@@ -226,14 +240,20 @@ def analyze_unit(unit: Unit, device: torch.device | None = None) -> dict[str, An
         "status": "ok",
         "reason": None,
     }
-    if unit.stack is not None and not _all_finite(unit.stack):
-        out.update(status="failed", reason=NAN_REASON)
-        return out
     reason = skip_reason(unit)
+    # Analyzed layers are checked for NaN/Inf on their Gram matrix (eigen.NonFiniteWeights).
+    if (reason is not None or _needs_own_finite_check(unit)) and unit.stack is not None:
+        if not _all_finite(unit.stack):
+            out.update(status="failed", reason=NAN_REASON)
+            return out
     if reason is not None:
         out.update(status="skipped", reason=reason)
         return out
-    evals = eigenvalues(unit, device)
+    try:
+        evals = eigenvalues(unit, device, cores)
+    except eigen.NonFiniteWeights:
+        out.update(status="failed", reason=NAN_REASON)
+        return out
     fit = fit_powerlaw(evals)
     out["num_evals"] = int(evals.size)
     out.update(norm_metrics(evals))
