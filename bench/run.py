@@ -8,8 +8,8 @@ torch are imported and alphawatch warmed up first (as in the daemon's worker), t
 `WeightWatcher(model).analyze()` run alternately `--repeat` times and the best time of
 each is kept. The table: case, alphawatch time, WeightWatcher time, ratio, max |dalpha|,
 layers within 0.01 (of layers both fitted), whether every skip/fail decision was the same,
-and alphawatch's peak RSS above idle. Inputs are built seeded and deleted afterwards.
-`--scale` adds the multi-GB cases (disk space is checked first).
+and alphawatch's peak RSS (idle, plus how far its call raised RSS). Inputs are built seeded
+and deleted afterwards. `--scale` adds the multi-GB cases (disk space is checked first).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def child(name: str, path: Path, threads: int, repeat: int, with_ww: bool = True
         "weightwatcher_s": min(t_ww) * case.ww_scale if t_ww else None,
         "ww_extrapolated": case.ww_scale != 1.0,
         "idle_rss_mb": idle,
-        "alphawatch_peak_mb": rss_ours[0],  # first run: nothing of WeightWatcher's retained yet
-        "weightwatcher_peak_mb": max(rss_ww) if rss_ww else None,
+        "alphawatch_growth_mb": rss_ours[0],  # first run: nothing of WeightWatcher's retained yet
+        "weightwatcher_growth_mb": max(rss_ww) if rss_ww else None,
         **(compare(result, ww_alphas, case.ww_covers) if with_ww else {}),
     }
 
@@ -119,7 +119,7 @@ def _row(r: dict[str, Any]) -> str:
     if r["weightwatcher_s"] is None:  # --no-weightwatcher: time and memory of alphawatch only
         return (
             f"| {r['case']} | {r['alphawatch_s']:.2f} s | not run | - | - | - | - "
-            f"| idle {r['idle_rss_mb']:.0f} MB + {r['alphawatch_peak_mb'] - r['idle_rss_mb']:.0f} MB |"
+            f"| idle {r['idle_rss_mb']:.0f} MB + {r['alphawatch_growth_mb']:.0f} MB |"
         )
     ratio = r["weightwatcher_s"] / r["alphawatch_s"]
     dalpha = "-" if r["max_dalpha"] is None else f"{r['max_dalpha']:.1e}"
@@ -128,7 +128,7 @@ def _row(r: dict[str, Any]) -> str:
         f"| {r['case']} | {r['alphawatch_s']:.2f} s | {approx}{r['weightwatcher_s']:.2f} s "
         f"| {approx}{ratio:.1f}x | {dalpha} "
         f"| {r['within']}/{r['layers']} | {'yes' if r['decisions_same'] else 'NO'} "
-        f"| idle {r['idle_rss_mb']:.0f} MB + {r['alphawatch_peak_mb'] - r['idle_rss_mb']:.0f} MB |"
+        f"| idle {r['idle_rss_mb']:.0f} MB + {r['alphawatch_growth_mb']:.0f} MB |"
     )
 
 

@@ -5,12 +5,8 @@
 7B-shaped: 32 blocks of q/k/v/o (4096x4096) and gate/up (11008x4096) + down (4096x11008),
 bf16, with Llama's HF key names, as HF-style safetensors shards with
 `model.safetensors.index.json`, and as a torch.distributed.checkpoint folder. The entries
-are Student-t with 3 degrees of freedom (heavier-tailed than an initialisation). Measured
-on the loaded 2-core machine: their alphas are 6-11, the float32 spectrum is not decisive
-on any of one block's 7 matrices, so every layer takes the float64 path (20-50 s each);
-i.i.d. Gaussian-like entries (alpha 20-45) behave the same. Real trained weights (alpha
-2-6) are where the float32 path settles most layers. Written block by block, so the writer
-never holds more than a shard.
+are Student-t with 3 degrees of freedom (heavier-tailed than an initialisation; their alphas
+are 6-45). Written block by block, so the writer never holds more than a shard.
 """
 
 from __future__ import annotations
