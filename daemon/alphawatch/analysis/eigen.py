@@ -25,9 +25,7 @@ torch's batched product; the blocks are moved one at a time.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -37,8 +35,6 @@ if TYPE_CHECKING:
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 # Elements of one converted block (32 MiB at float64); keeps the transient copy small.
 BLOCK_ELEMENTS = 1 << 22
-# A Gram of at least this many multiply-adds (~10 ms) is split over a spare core.
-SPLIT_WORK = 1 << 30
 
 
 def resolve_device(device: str) -> torch.device:
@@ -75,82 +71,37 @@ class NonFiniteWeights(ValueError):
     """The matrix holds a NaN or an Inf."""
 
 
-class Cores:
-    """The analysis threads' cores: each unit holds one, and a big Gram borrows a spare one.
-
-    Why: a network that is one huge matrix, or the last layers of any network, would leave
-    the other analysis threads idle. Splitting such a Gram over two of our own threads, only
-    while a core is spare, never runs more kernels than `count`, and has none of the OpenMP
-    barrier waits that made intra-op threads slow next to a trainer (layers.py).
-    """
-
-    def __init__(self, count: int) -> None:
-        self._free = threading.Semaphore(count)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        with self._free:
-            yield
-
-    @contextlib.contextmanager
-    def spare(self) -> Iterator[bool]:
-        """True (and the core held) when one was free; False without waiting otherwise."""
-        got = self._free.acquire(blocking=False)
-        try:
-            yield got
-        finally:
-            if got:
-                self._free.release()
-
-
-def _blocks(matrix: torch.Tensor, start: int, stop: int) -> Iterator[tuple[torch.Tensor, bool]]:
-    """(block, tall) slices of [start, stop) along the longer side, at most BLOCK_ELEMENTS each."""
+def _blocks(matrix: torch.Tensor) -> Iterator[tuple[torch.Tensor, bool]]:
+    """(block, tall) slices along the longer side, at most BLOCK_ELEMENTS each."""
     rows, cols = (int(s) for s in matrix.shape)
     tall = rows >= cols
     step = max(1, BLOCK_ELEMENTS // max(1, min(rows, cols)))
-    for first in range(start, stop, step):
-        last = min(first + step, stop)
-        yield (matrix[first:last, :] if tall else matrix[:, first:last]), tall
+    for first in range(0, max(rows, cols), step):
+        yield (matrix[first : first + step, :] if tall else matrix[:, first : first + step]), tall
 
 
-def _syrk_into(c: np.ndarray, matrix: torch.Tensor, start: int, stop: int) -> np.ndarray:
-    """c += the lower triangle of the Gram of rows (or columns) [start, stop) of `matrix`."""
+def _syrk_into(c: np.ndarray, matrix: torch.Tensor) -> np.ndarray:
+    """c += the lower triangle of `matrix`'s Gram on its smaller side, block by block."""
     import torch
     from scipy.linalg.blas import dsyrk
 
-    for block, tall in _blocks(matrix, start, stop):
+    for block, tall in _blocks(matrix):
         a = block.to(torch.float64).numpy().T  # Fortran-ordered: syrk reads it in place
         # trans=0: a a^T = block^T block (tall); trans=1: a^T a = block block^T (wide).
         c = dsyrk(1.0, a, beta=1.0, c=c, trans=0 if tall else 1, lower=1, overwrite_c=1)
     return c
 
 
-def _syrk_two_threads(c: np.ndarray, matrix: torch.Tensor, length: int) -> np.ndarray:
-    """The same sum, its second half on a helper thread (the caller holds a spare core)."""
-    import numpy as np
-
-    with ThreadPoolExecutor(1, thread_name_prefix="alphawatch-gram") as helper:
-        other = helper.submit(_syrk_into, np.zeros(c.shape, order="F"), matrix, length // 2, length)
-        c = _syrk_into(c, matrix, 0, length // 2)
-        c += other.result()
-    return c
-
-
-def _gram_cpu(stack: torch.Tensor, cores: Cores | None) -> torch.Tensor:
+def _gram_cpu(stack: torch.Tensor) -> torch.Tensor:
     """Lower triangles of the float64 Gram matrices, by syrk (the upper triangle is zero)."""
     import numpy as np
     import torch
 
     slices, rows, cols = (int(s) for s in stack.shape)
-    side, length = min(rows, cols), max(rows, cols)
+    side = min(rows, cols)
     out = np.zeros((slices, side, side)).transpose(0, 2, 1)  # each slice Fortran-ordered
-    big = side * side * length >= SPLIT_WORK
     for s in range(slices):
-        with cores.spare() if cores is not None and big else contextlib.nullcontext(False) as split:
-            if split:
-                out[s] = _syrk_two_threads(out[s], stack[s], length)
-            else:
-                out[s] = _syrk_into(out[s], stack[s], 0, length)
+        out[s] = _syrk_into(out[s], stack[s])
     return torch.from_numpy(out)
 
 
@@ -161,27 +112,25 @@ def _gram_torch(stack: torch.Tensor, device: torch.device) -> torch.Tensor:
     side = min(rows, cols)
     out = torch.zeros(slices, side, side, dtype=torch.float64, device=device)
     for s in range(slices):
-        for block, tall in _blocks(stack[s], 0, max(rows, cols)):
+        for block, tall in _blocks(stack[s]):
             part = block.to(device=device, dtype=torch.float64)
             left, right = (part.mT, part) if tall else (part, part.mT)
             out[s].addmm_(left, right)
     return out
 
 
-def gram(stack: torch.Tensor, device: torch.device, cores: Cores | None = None) -> torch.Tensor:
+def gram(stack: torch.Tensor, device: torch.device) -> torch.Tensor:
     """(slices, k, k) float64 Gram matrices on the smaller side k; the lower triangle is valid."""
-    return _gram_cpu(stack, cores) if device.type == "cpu" else _gram_torch(stack, device)
+    return _gram_cpu(stack) if device.type == "cpu" else _gram_torch(stack, device)
 
 
-def eigenvalues(
-    stack: torch.Tensor, eval_scale: float, device: torch.device, cores: Cores | None = None
-) -> np.ndarray:
+def eigenvalues(stack: torch.Tensor, eval_scale: float, device: torch.device) -> np.ndarray:
     """Sorted float64 eigenvalues of W^T W pooled over the slices, WW-normalised."""
     import numpy as np
     import torch
 
     with torch.no_grad():
-        g = gram(stack, device, cores)
+        g = gram(stack, device)
         # Every weight is in exactly one diagonal entry (a sum of squares), so a NaN or Inf
         # anywhere shows there: one check of k numbers instead of a pass over the weights.
         if not bool(torch.isfinite(g.diagonal(dim1=-2, dim2=-1)).all()):

@@ -5,9 +5,9 @@ job, torch/MKL with 2 intra-op threads was 4-40x *slower* than one thread (OpenM
 spin-waiting for a core the trainer holds, even with OMP_WAIT_POLICY=PASSIVE; measured on
 one 4096x4096 layer: 57 s with 2 intra-op threads, 8 s with one; docs/analysis.md). LAPACK
 releases the GIL, so `threads` Python threads that each run single-threaded kernels keep
-every core busy without ever waiting on each other. A Gram big enough to matter borrows a
-core no unit holds (eigen.Cores), so a network that is a single huge matrix uses both cores
-for its Gram; its `eigvalsh` still runs on one.
+every core busy without ever waiting on each other. The price: a network that is a single
+huge matrix uses one core. Splitting its Gram over two of our own threads was measured and
+dropped: on this 2-core machine it was slower (4096x4096: 1.47 s against 1.20 s on one).
 
 Why a content-hash cache: SAC target networks start equal to their critics, frozen layers
 do not change between checkpoints, and tied weights appear twice; the spectrum of the same
@@ -86,16 +86,13 @@ def content_key(unit: Unit) -> tuple[Any, ...] | None:
     return (str(unit.stack.dtype), tuple(unit.stack.shape), unit.eval_scale, digest)
 
 
-def _analyze_cached(
-    unit: Unit, device: torch.device, cache: SpectralCache | None, cores: eigen.Cores
-) -> dict[str, Any]:
-    with cores.held():
-        key = content_key(unit) if cache is not None else None
-        if key is not None and cache is not None:
-            found = cache.get(key)
-            if found is not None:
-                return found
-        result = analyze_unit(unit, device, cores)
+def _analyze_cached(unit: Unit, device: torch.device, cache: SpectralCache | None) -> dict[str, Any]:
+    key = content_key(unit) if cache is not None else None
+    if key is not None and cache is not None:
+        found = cache.get(key)
+        if found is not None:
+            return found
+    result = analyze_unit(unit, device)
     if key is not None and cache is not None:
         cache.put(key, result)
     return result
@@ -108,16 +105,14 @@ def analyze_units(
 
     `units` may be a lazy iterable (tensors loaded on demand): only the units in flight are
     held, so memory is bounded by `threads` tensors, not by the checkpoint. On the CPU every
-    kernel runs single-threaded (see the module doc), and a big Gram is split over a core no
-    unit holds (eigen.Cores); on a GPU units go one at a time.
+    kernel runs single-threaded (see the module doc); on a GPU units go one at a time.
     """
     workers = max(1, threads) if device.type == "cpu" else 1
-    cores = eigen.Cores(workers)
     blas = eigen.single_threaded_blas() if device.type == "cpu" else contextlib.nullcontext()
     with blas, ThreadPoolExecutor(workers, thread_name_prefix="alphawatch-layer") as pool:
         pending: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
         for unit in units:
-            pending.append((unit, pool.submit(_analyze_cached, unit, device, cache, cores)))
+            pending.append((unit, pool.submit(_analyze_cached, unit, device, cache)))
             if len(pending) >= workers:
                 done, future = pending.popleft()
                 yield done, future.result()

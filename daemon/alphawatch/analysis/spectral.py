@@ -89,14 +89,12 @@ def _watcher() -> Any:
         return ww.WeightWatcher()
 
 
-def eigenvalues(
-    unit: Unit, device: torch.device | None = None, cores: eigen.Cores | None = None
-) -> np.ndarray:
+def eigenvalues(unit: Unit, device: torch.device | None = None) -> np.ndarray:
     """Sorted eigenvalues of W^T W pooled over the unit's slices, float64, WW-normalised."""
     import torch
 
     assert unit.stack is not None
-    return eigen.eigenvalues(unit.stack, unit.eval_scale, device or torch.device("cpu"), cores)
+    return eigen.eigenvalues(unit.stack, unit.eval_scale, device or torch.device("cpu"))
 
 
 def _finite(x: Any) -> float | None:
@@ -222,13 +220,8 @@ def _needs_own_finite_check(unit: Unit) -> bool:
     return unit.stack is not None and unit.stack.dtype == torch.float64
 
 
-def analyze_unit(
-    unit: Unit, device: torch.device | None = None, cores: eigen.Cores | None = None
-) -> dict[str, Any]:
-    """The spectral fields of one layer entry (see CONTRACTS.md), never NaN.
-
-    `cores`: the analysis threads' cores (eigen.Cores), so a big Gram can use a spare one.
-    """
+def analyze_unit(unit: Unit, device: torch.device | None = None) -> dict[str, Any]:
+    """The spectral fields of one layer entry (see CONTRACTS.md), never NaN."""
     out: dict[str, Any] = {
         "alpha": None,
         "stable_rank": None,
@@ -250,7 +243,7 @@ def analyze_unit(
         out.update(status="skipped", reason=reason)
         return out
     try:
-        evals = eigenvalues(unit, device, cores)
+        evals = eigenvalues(unit, device)
     except eigen.NonFiniteWeights:
         out.update(status="failed", reason=NAN_REASON)
         return out
