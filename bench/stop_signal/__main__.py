@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bench.stop_signal.report import write_report
 
-    out = args.out or (args.cache / "smoke-report" if args.smoke else REPO / "bench" / "signal" / "results")
+    results = REPO / "bench" / "stop_signal" / "results"
+    out = args.out or (args.cache / "smoke-report" if args.smoke else results)
     write_report(specs, timings, args.cache, out, smoke=args.smoke, wall_s=wall,
                  load=(load_before, os.getloadavg()))
     print(f"report: {out / 'report.md'}", flush=True)
