@@ -19,7 +19,7 @@ The Gram is accumulated over blocks of rows (or columns) converted one block at 
 a bf16/fp16 weight, or a memory-mapped one, is never copied whole at float64.
 
 On CUDA (`device` "auto" with a GPU, or "cuda[:N]") the same computation runs there with
-torch's batched product; the blocks are moved one at a time.
+torch's product, one slice at a time; the blocks are moved one at a time.
 """
 
 from __future__ import annotations
