@@ -139,6 +139,37 @@ def test_fits_print_nothing_and_leave_logging_and_warnings_alone(capfd: pytest.C
     assert list(warnings.filters) == filters
 
 
+def test_two_threads_fitting_at_once_leave_stdout_and_stderr_as_they_were() -> None:
+    """The first thread is still inside when the second wants in. Unserialised, the second
+    saved the first one's sink as "the" stdout and put it back last: output gone for good."""
+    import threading
+
+    first_inside, second_inside, first_left = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with spectral._contained():
+            first_inside.set()
+            second_inside.wait(0.5)  # the second may not get in while the first is here
+        first_left.set()
+
+    def second() -> None:
+        first_inside.wait()
+        with spectral._contained():
+            second_inside.set()
+            first_left.wait(0.5)  # unserialised, the first leaves while the second is inside
+
+    before = (sys.stdout, sys.stderr)
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        after = (sys.stdout, sys.stderr)
+    finally:
+        sys.stdout, sys.stderr = before  # keep pytest's capture working when this fails
+    assert after == before
+
 def test_import_side_effects_contained_in_fresh_process() -> None:
     """Fresh interpreter: weightwatcher's import-time basicConfig/simplefilter/prints must not leak."""
     script = textwrap.dedent(

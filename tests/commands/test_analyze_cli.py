@@ -180,6 +180,21 @@ def test_console_report_mirrors_the_summary(single_run: dict[str, Any]) -> None:
     assert "Potential issues:" in section
 
 
+@e2e
+def test_console_report_survives_two_analysis_threads(tmp_path: Path) -> None:
+    """With worker.threads 2, the first two layers' fits import WeightWatcher at once, each
+    with stdout/stderr redirected: unserialised, one left its sink in place and the whole
+    console report (and any later error) vanished, exit status 0."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    torch.save({f"{i}.weight": torch.randn(64, 96, generator=gen) for i in range(4)}, tmp_path / "model.pt")
+    (tmp_path / "two_threads.yaml").write_text("worker:\n  threads: 2\n")
+    run = run_cli(tmp_path / "model.pt", "--config", tmp_path / "two_threads.yaml", "--no-plots")
+    assert run.returncode == 0, run.stderr
+    assert "NETWORK: model" in run.stdout and "Overall alpha:" in run.stdout, run.stdout + run.stderr
+
+
 # ---------------------------------------------------------------- several checkpoints, some bad
 
 @e2e

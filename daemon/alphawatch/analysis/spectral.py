@@ -27,6 +27,7 @@ import io
 import logging
 import math
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
@@ -52,13 +53,25 @@ EVALS_THRESH = 1e-5
 FLAT_TAIL_RTOL = 1e-3
 
 
+# sys.stdout/stderr, the root logger and the warnings filters are process-wide. Two analysis
+# threads inside _contained at once would each restore what the other had set: the last to
+# leave put the first one's sink back for good, and the process's output vanished (the CLI's
+# whole report, with worker.threads 2). So one thread at a time; re-entrant for nesting.
+_CONTAINED = threading.RLock()
+
+
 @contextlib.contextmanager
 def _contained() -> Iterator[None]:
     """Run WeightWatcher code without it touching our stdout, root logger or warnings."""
     root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
     sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+    with (
+        _CONTAINED,
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(sink),
+        contextlib.redirect_stderr(sink),
+    ):
+        level, handlers = root.level, list(root.handlers)
         warnings.simplefilter("ignore")
         try:
             yield
