@@ -104,6 +104,17 @@ def test_nan_weights_fail_the_layer_and_raise_an_issue() -> None:
     json.dumps(result, allow_nan=False)
 
 
+def test_networks_share_one_pool_and_come_out_as_if_analyzed_one_by_one() -> None:
+    """Every network's layers go through one pool of threads (no drain between networks);
+    each network's layers and summary must still be its own, in its own order."""
+    nets = sac_state_dicts(seed=5)
+    options = AnalysisOptions(threads=2, dead_neuron_method="weight")
+    ckpt = make_checkpoint(nets)
+    together = analyze_checkpoint(ckpt, options)["networks"]
+    assert list(together) == list(nets)
+    for name, tensors in nets.items():
+        assert together[name] == analyze_network(tensors, ckpt.keys[name], options, name=name)
+
 def test_networks_option_restricts_and_reports_unknown_names() -> None:
     ckpt = make_checkpoint(sac_state_dicts(seed=2))
     result = analyze_checkpoint(ckpt, AnalysisOptions(networks=("critic_2", "nope")))

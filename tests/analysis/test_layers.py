@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
 import torch
 from alphawatch.analysis.layers import SpectralCache, analyze_units, content_key
-from alphawatch.analysis.matrices import network_units
+from alphawatch.analysis.matrices import Unit, network_units
 
 
 def _net(seed: int) -> dict[str, torch.Tensor]:
@@ -48,3 +53,64 @@ def test_cache_is_bounded() -> None:
     for i in range(3):
         cache.put((i,), {"alpha": float(i)})
     assert cache.get((0,)) is None and cache.get((2,)) == {"alpha": 2.0}
+
+
+def test_a_free_thread_takes_later_units_while_an_earlier_one_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit 0 cannot finish until unit 3 has started: waiting for results in order would
+    leave the second thread idle behind unit 0 (and here, never start unit 3 at all).
+    Meanwhile no more than `threads` units may hold a tensor."""
+    from alphawatch.analysis import layers
+
+    real = layers.analyze_unit
+    third_started = threading.Event()
+    holding: set[str] = set()  # units handed out whose analysis has not finished
+    most_held = 0
+
+    def analyze(unit: Unit, device: torch.device) -> dict[str, Any]:
+        if unit.name == "3.weight":
+            third_started.set()
+        if unit.name == "0.weight" and not third_started.wait(30):
+            raise AssertionError("unit 3 never started while unit 0 was running")
+        try:
+            return real(unit, device)
+        finally:
+            holding.discard(unit.name)
+
+    def lazily(units: Iterable[Unit]) -> Iterator[Unit]:
+        nonlocal most_held
+        for unit in units:
+            holding.add(unit.name)
+            most_held = max(most_held, len(holding))
+            yield unit
+
+    monkeypatch.setattr(layers, "analyze_unit", analyze)
+    sd = _net(4)
+    out = list(analyze_units(lazily(network_units(sd, {})), 2, torch.device("cpu"), cache=None))
+    assert [u.name for u, _ in out] == list(sd)  # still in the order given
+    assert all(u.stack is None for u, _ in out)  # a unit comes back without its tensor
+    assert most_held <= 2
+
+
+def test_every_unit_comes_out_when_results_are_ready_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cache hits finish before the pool is even looked at again. Here every future is done
+    the moment it is submitted (an inline executor): with both threads' results ready and
+    nothing left in order, the loop once returned without taking the rest of the units."""
+    from concurrent.futures import Future
+
+    from alphawatch.analysis import layers
+
+    class Inline:
+        def __init__(self, *_args: Any, **_kwargs: Any) -> None: ...
+        def __enter__(self) -> Inline:
+            return self
+
+        def __exit__(self, *_exc: object) -> None: ...
+        def submit(self, fn: Any, *args: Any) -> Future[Any]:
+            future: Future[Any] = Future()
+            future.set_result(fn(*args))
+            return future
+
+    monkeypatch.setattr(layers, "ThreadPoolExecutor", Inline)
+    sd = _net(5)
+    out = [u.name for u, _ in analyze_units(network_units(sd, {}), 2, torch.device("cpu"), cache=None)]
+    assert out == list(sd)

@@ -6,8 +6,10 @@ eigenvalues (to ~1e-13 of the largest) for a fraction of the work:
 
 - On the CPU the Gram is BLAS `syrk`, which computes one triangle only: half the flops of a
   matrix product (1.4-1.8x faster than torch's product, float64, measured in bench/).
-- Then torch's `eigvalsh` (MKL `syevd`, eigenvalues only), the fastest of those measured
-  here; OpenBLAS's `syevd` and its two-stage variant were 1.3-2.5x slower at 4096.
+- Then a symmetric eigensolver, eigenvalues only: OpenBLAS's `dsyev` up to a side of
+  OPENBLAS_EIGEN_MAX, torch's `eigvalsh` (MKL `syevd`) above it, whichever was faster at
+  that size here; OpenBLAS's `syevd` and its two-stage variant were 1.3-2.5x slower at 4096.
+  The BLAS/LAPACK calls go through lapack.py, which releases the GIL (SciPy's wrappers don't).
 
 Why float64 only: a float32 rung, escalating to float64 when its rounding could change the
 fit, was measured in every benchmark case and was never faster overall. Half of a trained
@@ -28,6 +30,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from alphawatch.analysis import lapack
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -35,6 +39,10 @@ if TYPE_CHECKING:
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 # Elements of one converted block (32 MiB at float64); keeps the transient copy small.
 BLOCK_ELEMENTS = 1 << 22
+# Up to this side, OpenBLAS's dsyev (SciPy's) beat MKL's syevd (torch's) by ~17% on one
+# thread (768: 45 vs 54 ms, 1024: 103 vs 124 ms); above it MKL switches to a faster
+# reduction (1280: 125 vs 186 ms, 4096: 3.5 vs 10.6 s).
+OPENBLAS_EIGEN_MAX = 1024
 
 
 def resolve_device(device: str) -> torch.device:
@@ -80,16 +88,14 @@ def _blocks(matrix: torch.Tensor) -> Iterator[tuple[torch.Tensor, bool]]:
         yield (matrix[first : first + step, :] if tall else matrix[:, first : first + step]), tall
 
 
-def _syrk_into(c: np.ndarray, matrix: torch.Tensor) -> np.ndarray:
+def _gram_into(c: np.ndarray, matrix: torch.Tensor) -> None:
     """c += the lower triangle of `matrix`'s Gram on its smaller side, block by block."""
     import torch
-    from scipy.linalg.blas import dsyrk
 
     for block, tall in _blocks(matrix):
-        a = block.to(torch.float64).numpy().T  # Fortran-ordered: syrk reads it in place
-        # trans=0: a a^T = block^T block (tall); trans=1: a^T a = block block^T (wide).
-        c = dsyrk(1.0, a, beta=1.0, c=c, trans=0 if tall else 1, lower=1, overwrite_c=1)
-    return c
+        a = block.to(torch.float64).contiguous().numpy().T  # Fortran-ordered, read in place
+        # tall: a a^T = block^T block; wide: a^T a = block block^T.
+        lapack.syrk_lower(c, a, transposed=not tall)
 
 
 def _gram_cpu(stack: torch.Tensor) -> torch.Tensor:
@@ -101,7 +107,7 @@ def _gram_cpu(stack: torch.Tensor) -> torch.Tensor:
     side = min(rows, cols)
     out = np.zeros((slices, side, side)).transpose(0, 2, 1)  # each slice Fortran-ordered
     for s in range(slices):
-        out[s] = _syrk_into(out[s], stack[s])
+        _gram_into(out[s], stack[s])
     return torch.from_numpy(out)
 
 
@@ -135,8 +141,10 @@ def eigenvalues(stack: torch.Tensor, eval_scale: float, device: torch.device) ->
         # anywhere shows there: one check of k numbers instead of a pass over the weights.
         if not bool(torch.isfinite(g.diagonal(dim1=-2, dim2=-1)).all()):
             raise NonFiniteWeights
-        evals = torch.linalg.eigvalsh(g, UPLO="L")
-    values = evals.flatten().to("cpu", torch.float64).numpy()
+        if device.type == "cpu" and g.shape[-1] <= OPENBLAS_EIGEN_MAX:
+            values = np.concatenate([lapack.eigvalsh_lower(s) for s in g.numpy()])
+        else:
+            values = torch.linalg.eigvalsh(g, UPLO="L").flatten().to("cpu", torch.float64).numpy()
     # Zero eigenvalues (dead units, rank-deficient layers) come out as rounding noise of
     # either sign; an SVD squares them to >= 0, and so do we.
     np.maximum(values, 0.0, out=values)

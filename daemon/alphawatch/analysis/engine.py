@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -106,12 +107,38 @@ def analyze_network(
     name: str = "model",
 ) -> NetworkResult:
     """NetworkResult for one network's state dict; `name` is passed to a model factory."""
+    return analyze_networks({name: tensors}, {name: keys}, options)[name]
+
+
+def analyze_networks(
+    networks: Mapping[str, Mapping[str, torch.Tensor]],
+    keys: Mapping[str, Mapping[str, str]],
+    options: AnalysisOptions,
+) -> dict[str, NetworkResult]:
+    """NetworkResult per network, every layer of every network through one pool of threads.
+
+    Why one pool, not one per network: a pool drains at its end, so a network made of one
+    big matrix (a transformer's word embedding, 30522x384) ran alone on one core while the
+    next network waited. MiniLM-L6: 0.52 s per network, measured before this change.
+    """
+    owners: deque[str] = deque()  # network of each unit, in the order units are yielded
+
+    def every_unit() -> Iterator[Unit]:
+        for name, tensors in networks.items():
+            for unit in network_units(tensors, keys.get(name, {})):
+                owners.append(name)
+                yield unit
+
+    layers: dict[str, list[LayerResult]] = {name: [] for name in networks}
     with torch_threads(options.threads):
         device = resolve_device(options.device)
-        units = analyze_units(network_units(tensors, keys), options.threads, device)
-        layers = [_layer(unit, spectral) for unit, spectral in units]
-        summary = summarize(layers, dead_neurons(tensors, name, options))
-    return {"summary": summary, "layers": layers}
+        for unit, spectral in analyze_units(every_unit(), options.threads, device):
+            layers[owners.popleft()].append(_layer(unit, spectral))
+        return {
+            name: {"summary": summarize(layers[name], dead_neurons(tensors, name, options)),
+                   "layers": layers[name]}
+            for name, tensors in networks.items()
+        }  # fmt: skip
 
 
 def selected_networks(available: Sequence[str], options: AnalysisOptions) -> tuple[list[str], list[str]]:
@@ -123,10 +150,7 @@ def selected_networks(available: Sequence[str], options: AnalysisOptions) -> tup
 def analyze_checkpoint(ckpt: CheckpointLike, options: AnalysisOptions) -> CheckpointResult:
     """CheckpointResult: every (selected) network, plus the potential issues across them."""
     present, missing = selected_networks(list(ckpt.networks), options)
-    networks = {
-        name: analyze_network(ckpt.networks[name], ckpt.keys.get(name, {}), options, name=name)
-        for name in present
-    }
+    networks = analyze_networks({name: ckpt.networks[name] for name in present}, ckpt.keys, options)
     issues = checkpoint_issues(networks)
     if missing:
         issues.append({"network": None, "code": "missing_networks", "message": (

@@ -18,11 +18,12 @@ cache lives as long as the process (the daemon's worker) and holds small dicts o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from alphawatch.analysis import eigen
@@ -103,19 +104,33 @@ def analyze_units(
 ) -> Iterator[tuple[Unit, dict[str, Any]]]:
     """(unit, spectral fields) in the order given; at most `threads` units in flight.
 
-    `units` may be a lazy iterable (tensors loaded on demand): only the units in flight are
-    held, so memory is bounded by `threads` tensors, not by the checkpoint. On the CPU every
-    kernel runs single-threaded (see the module doc); on a GPU units go one at a time.
+    `units` may be a lazy iterable (tensors loaded on demand): only the units in flight hold
+    a tensor (a unit comes back with `stack` None), so memory is bounded by `threads`
+    tensors, not by the checkpoint. A free thread takes the next unit even while an earlier,
+    bigger one is still running: waiting for results in order left a core idle behind every
+    large layer (GPT-2-like set: 1.45 s, 1.11 s without the wait). On the CPU every kernel
+    runs single-threaded (see the module doc); on a GPU units go one at a time.
     """
     workers = max(1, threads) if device.type == "cpu" else 1
     blas = eigen.single_threaded_blas() if device.type == "cpu" else contextlib.nullcontext()
+    source = iter(units)
     with blas, ThreadPoolExecutor(workers, thread_name_prefix="alphawatch-layer") as pool:
-        pending: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
-        for unit in units:
-            pending.append((unit, pool.submit(_analyze_cached, unit, device, cache)))
-            if len(pending) >= workers:
-                done, future = pending.popleft()
+        ordered: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
+        running: set[Future[dict[str, Any]]] = set()
+        exhausted = False
+        while True:
+            while not exhausted and len(running) < workers:
+                unit = next(source, None)
+                if unit is None:
+                    exhausted = True
+                    break
+                future = pool.submit(_analyze_cached, unit, device, cache)
+                ordered.append((dataclasses.replace(unit, stack=None), future))
+                running.add(future)
+                del unit  # the pool holds the tensor until the unit is analyzed, no longer
+            while ordered and ordered[0][1].done():
+                done, future = ordered.popleft()
                 yield done, future.result()
-        while pending:
-            done, future = pending.popleft()
-            yield done, future.result()
+            if exhausted and not ordered:
+                return
+            running = wait(running, return_when=FIRST_COMPLETED).not_done
