@@ -7,7 +7,9 @@ one 4096x4096 layer: 57 s with 2 intra-op threads, 8 s with one; docs/analysis.m
 releases the GIL, so `threads` Python threads that each run single-threaded kernels keep
 every core busy without ever waiting on each other. The price: a network that is a single
 huge matrix uses one core. Splitting its Gram over two of our own threads was measured and
-dropped: on this 2-core machine it was slower (4096x4096: 1.47 s against 1.20 s on one).
+dropped: on this 2-core machine it was slower (4096x4096: 1.47 s against 1.20 s on one), and
+still was with the GIL released during syrk (1.08-1.37 s against 0.71-0.93 s): the second
+core adds little to BLAS-3 work here, while the memory-bound eigensolvers do scale.
 
 Why a content-hash cache: SAC target networks start equal to their critics, frozen layers
 do not change between checkpoints, and tied weights appear twice; the spectrum of the same
@@ -108,8 +110,8 @@ def analyze_units(
     a tensor (a unit comes back with `stack` None), so memory is bounded by `threads`
     tensors, not by the checkpoint. A free thread takes the next unit even while an earlier,
     bigger one is still running: waiting for results in order left a core idle behind every
-    large layer (GPT-2-like set: 1.45 s, 1.11 s without the wait). On the CPU every kernel
-    runs single-threaded (see the module doc); on a GPU units go one at a time.
+    large layer (GPT-2-like set: 1.45 s before, 1.15 s after, both cores ~94% busy). On the
+    CPU every kernel runs single-threaded (see the module doc); on a GPU units go one at a time.
     """
     workers = max(1, threads) if device.type == "cpu" else 1
     blas = eigen.single_threaded_blas() if device.type == "cpu" else contextlib.nullcontext()
