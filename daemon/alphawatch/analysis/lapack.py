@@ -2,10 +2,10 @@
 
 Why not `scipy.linalg.blas` / `scipy.linalg.eigh`: their f2py wrappers hold the GIL for the
 whole call. With two analysis threads, one building a Gram blocked the other from even
-entering its eigensolver (measured: the GPT-2-like set ran 1.6x faster on two threads than on
-one, not ~2x). The same functions, from the same OpenBLAS, are reachable through SciPy's
-public Cython API (`scipy.linalg.cython_blas` / `cython_lapack`); a ctypes call through their
-function pointers drops the GIL for the duration.
+entering its eigensolver (measured: MiniLM-L6 on two threads took 0.70 s with SciPy's dsyrk,
+0.55 s with this one and nothing else changed). The same functions, from the same OpenBLAS,
+are reachable through SciPy's public Cython API (`scipy.linalg.cython_blas` /
+`cython_lapack`); a ctypes call through their function pointers drops the GIL meanwhile.
 
 Arrays are checked here (Fortran order, float64, shapes) because a wrong leading dimension
 would read or write outside them.
