@@ -4,6 +4,7 @@ their arrays, and let other threads run meanwhile (the reason the module exists)
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -64,8 +65,6 @@ def test_other_threads_run_during_a_call() -> None:
     thread = threading.Thread(target=spin)
     thread.start()
     try:
-        import time
-
         before, started = count[0], time.perf_counter()
         for _ in range(3):
             lapack.syrk_lower(c, a, transposed=False)
