@@ -96,3 +96,25 @@ def test_gpt2_style_embedding_names() -> None:
     assert units["wte.weight"].kind == "embedding"
     assert units["wpe.weight"].kind == "embedding"
     assert units["lm.weight"].kind == "linear"
+
+
+def test_a_lazily_read_state_dict_has_only_its_layers_read() -> None:
+    """Biases and norm scales are passed over by shape: each read of a lazy tensor opens the
+    checkpoint (a transformer has more of them than weights)."""
+    from alphawatch.checkpoints.lazy import LazyTensor, TensorMap
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 4))
+    read: list[str] = []
+
+    def reader(name: str, tensor: torch.Tensor) -> LazyTensor:
+        def load() -> torch.Tensor:
+            read.append(name)
+            return tensor.detach().clone()
+
+        return LazyTensor(tuple(tensor.shape), tensor.dtype, load)
+
+    sd = model.state_dict()
+    lazy = TensorMap({k: reader(k, v) for k, v in sd.items()})
+    assert [u.name for u in network_units(lazy, {})] == ["0.weight", "2.weight"]
+    assert read == ["0.weight", "2.weight"]
+    assert [u.name for u in network_units(sd, {})] == ["0.weight", "2.weight"]  # a plain dict too
