@@ -138,7 +138,7 @@ def test_gram_runs_single_threaded_blas_and_restores_it() -> None:
     from threadpoolctl import threadpool_info
 
     torch.set_num_threads(2)
-    with eigen.single_threaded_blas():
+    with eigen.blas_threads(1):
         assert torch.get_num_threads() == 1
         blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
         assert blas and all(lib["num_threads"] == 1 for lib in blas)

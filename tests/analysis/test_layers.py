@@ -114,3 +114,118 @@ def test_every_unit_comes_out_when_results_are_ready_at_once(monkeypatch: pytest
     sd = _net(5)
     out = [u.name for u, _ in analyze_units(network_units(sd, {}), 2, torch.device("cpu"), cache=None)]
     assert out == list(sd)
+
+
+def _threads_seen(
+    monkeypatch: pytest.MonkeyPatch, started: threading.Barrier | None = None
+) -> list[tuple[int, int]]:
+    """Records (torch threads, SciPy OpenBLAS threads) as each unit's analysis sees them."""
+    from alphawatch.analysis import layers
+    from threadpoolctl import threadpool_info
+
+    real = layers.analyze_unit
+    seen: list[tuple[int, int]] = []
+
+    def analyze(unit: Unit, device: torch.device) -> dict[str, Any]:
+        if started is not None:
+            started.wait(30)  # both units are running at once: neither runs alone
+        blas = {lib["num_threads"] for lib in threadpool_info() if "scipy_openblas-" in lib["filepath"]}
+        seen.append((torch.get_num_threads(), blas.pop()))
+        return real(unit, device)
+
+    monkeypatch.setattr(layers, "analyze_unit", analyze)
+    return seen
+
+
+def test_a_unit_that_runs_alone_gets_every_thread_then_they_are_restored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last unit, with the other threads idle (a checkpoint that is one big matrix),
+    runs its BLAS/LAPACK on all `threads` instead of leaving a core idle."""
+    from threadpoolctl import threadpool_info
+
+    seen = _threads_seen(monkeypatch)
+    sd = _net(6)
+    before = (torch.get_num_threads(), [lib["num_threads"] for lib in threadpool_info()])
+    one = list(analyze_units(network_units({"w": sd["0.weight"]}, {}), 2, torch.device("cpu"), cache=None))
+    assert seen == [(2, 2)]
+    assert (torch.get_num_threads(), [lib["num_threads"] for lib in threadpool_info()]) == before
+    alone_off = analyze_units(network_units({"w": sd["0.weight"]}, {}), 2, torch.device("cpu"), cache=None,
+                              intra_op_when_alone=False)
+    assert list(alone_off) == one  # same numbers either way
+    assert seen == [(2, 2), (1, 1)]
+
+
+def test_units_that_run_together_are_single_threaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _threads_seen(monkeypatch, threading.Barrier(2))
+    sd = _net(7)
+    two = {"0.weight": sd["0.weight"], "1.weight": sd["1.weight"]}
+    list(analyze_units(network_units(two, {}), 2, torch.device("cpu"), cache=None))
+    assert seen == [(1, 1), (1, 1)]
+
+
+def test_more_threads_for_a_lone_mkl_sized_unit_keep_the_numbers() -> None:
+    """Above eigen.OPENBLAS_EIGEN_MAX the eigensolver is torch's (MKL); two threads for it and
+    for syrk change the order of sums only."""
+    gen = torch.Generator().manual_seed(8)
+    sd = {"w": torch.randn(1100, 1100, generator=gen) / 33}
+    cpu = torch.device("cpu")
+    (_, alone), = analyze_units(network_units(sd, {}), 2, cpu, cache=None)
+    (_, single), = analyze_units(network_units(sd, {}), 1, cpu, cache=None)
+    assert alone["xmin"] == pytest.approx(single["xmin"], rel=1e-9)
+    assert alone["alpha"] == pytest.approx(single["alpha"], rel=1e-9)
+    assert alone["num_pl_spikes"] == single["num_pl_spikes"]
+
+
+def test_then_runs_on_a_free_thread_while_the_last_unit_finishes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dead-neuron counts read the checkpoint again: they run on the first thread that finds
+    no unit left, not after every unit on one core. Unit 1 cannot finish until `then` began."""
+    from alphawatch.analysis import layers
+
+    real = layers.analyze_unit
+    then_began = threading.Event()
+
+    def analyze(unit: Unit, device: torch.device) -> dict[str, Any]:
+        if unit.name == "1.weight" and not then_began.wait(30):
+            raise AssertionError("`then` did not start while the last unit was running")
+        return real(unit, device)
+
+    monkeypatch.setattr(layers, "analyze_unit", analyze)
+    sd = _net(9)
+    two = {"0.weight": sd["0.weight"], "1.weight": sd["1.weight"]}
+    calls: list[str] = []
+
+    def then() -> None:
+        calls.append(threading.current_thread().name)
+        then_began.set()
+
+    units = analyze_units(network_units(two, {}), 2, torch.device("cpu"), cache=None, then=then)
+    out = [u.name for u, _ in units]
+    assert out == list(two) and len(calls) == 1 and calls[0].startswith("alphawatch-layer")
+
+
+def test_then_waits_for_a_unit_running_alone_and_runs_without_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alphawatch.analysis import layers
+
+    real = layers.analyze_unit
+    order: list[str] = []
+
+    def analyze(unit: Unit, device: torch.device) -> dict[str, Any]:
+        result = real(unit, device)
+        order.append(unit.name)
+        return result
+
+    monkeypatch.setattr(layers, "analyze_unit", analyze)
+    units = network_units({"w": _net(10)["0.weight"]}, {})
+    list(analyze_units(units, 2, torch.device("cpu"), then=lambda: order.append("then")))
+    assert order == ["w", "then"]  # the lone unit had both threads; `then` did not compete with it
+    assert list(analyze_units([], 2, torch.device("cpu"), then=lambda: order.append("empty"))) == []
+    assert order[-1] == "empty"
+
+
+def test_an_error_in_then_reaches_the_caller() -> None:
+    def then() -> None:
+        raise RuntimeError("counting failed")
+
+    with pytest.raises(RuntimeError, match="counting failed"):
+        list(analyze_units(network_units(_net(11), {}), 2, torch.device("cpu"), cache=None, then=then))

@@ -244,3 +244,16 @@ def test_the_daemon_main_process_never_imports_torch():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_daemon_never_gives_one_layer_several_threads() -> None:
+    """Next to a trainer that holds the cores, intra-op threads wait on each other: the
+    worker keeps every layer single-threaded even with several analysis threads."""
+    from alphawatch.service.worker_main import Worker
+
+    before = torch.get_num_threads()
+    try:
+        worker = Worker({"threads": 2, "options": AnalysisOptions(threads=2).to_json()})
+    finally:
+        torch.set_num_threads(before)
+    assert worker.options.threads == 2 and worker.options.intra_op_when_alone is False

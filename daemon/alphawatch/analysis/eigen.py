@@ -61,16 +61,16 @@ def resolve_device(device: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """torch and SciPy's BLAS one thread each, restored on exit (see layers.py for why)."""
+def blas_threads(threads: int) -> Iterator[None]:
+    """torch and SciPy's BLAS at `threads` threads each, restored on exit (layers.py: when)."""
     import scipy.linalg.blas  # noqa: F401  (loaded first, so threadpoolctl sees its OpenBLAS)
     import torch
     from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=threads, user_api="blas"):
             yield
     finally:
         torch.set_num_threads(before)

@@ -129,16 +129,21 @@ def analyze_networks(
                 owners.append(name)
                 yield unit
 
+    dead: dict[str, DeadNeurons] = {}
+
+    def count_dead() -> None:
+        for name, tensors in networks.items():
+            dead[name] = dead_neurons(tensors, name, options)
+
     layers: dict[str, list[LayerResult]] = {name: [] for name in networks}
     with torch_threads(options.threads):
         device = resolve_device(options.device)
-        for unit, spectral in analyze_units(every_unit(), options.threads, device):
+        units = analyze_units(every_unit(), options.threads, device, then=count_dead,
+                              intra_op_when_alone=options.intra_op_when_alone)
+        for unit, spectral in units:
             layers[owners.popleft()].append(_layer(unit, spectral))
-        return {
-            name: {"summary": summarize(layers[name], dead_neurons(tensors, name, options)),
-                   "layers": layers[name]}
-            for name, tensors in networks.items()
-        }  # fmt: skip
+        return {name: {"summary": summarize(layers[name], dead[name]), "layers": layers[name]}
+                for name in networks}  # fmt: skip
 
 
 def selected_networks(available: Sequence[str], options: AnalysisOptions) -> tuple[list[str], list[str]]:

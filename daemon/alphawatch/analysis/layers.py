@@ -5,11 +5,16 @@ job, torch/MKL with 2 intra-op threads was 4-40x *slower* than one thread (OpenM
 spin-waiting for a core the trainer holds, even with OMP_WAIT_POLICY=PASSIVE; measured on
 one 4096x4096 layer: 57 s with 2 intra-op threads, 8 s with one; docs/analysis.md). LAPACK
 releases the GIL, so `threads` Python threads that each run single-threaded kernels keep
-every core busy without ever waiting on each other. The price: a network that is a single
-huge matrix uses one core. Splitting its Gram over two of our own threads was measured and
-dropped: on this 2-core machine it was slower (4096x4096: 1.47 s against 1.20 s on one), and
-still was with the GIL released during syrk (1.08-1.37 s against 0.71-0.93 s): the second
-core adds little to BLAS-3 work here, while the memory-bound eigensolvers do scale.
+every core busy without ever waiting on each other.
+
+A unit that runs alone (the last one, with every other thread idle: a checkpoint that is one
+huge matrix) gets the pool's threads as intra-op threads instead, so `threads` cores stay
+busy and no more. On the idle 2-core machine, one 4096x4096 layer: 2.7 s instead of 4.0 s
+(BLAS's own threads split the Gram well, 0.6 vs 1.1 s; splitting it over two of our own
+threads had been slower). The risk above is unchanged and the same advice holds: next to a
+trainer that owns the cores it is worse than one thread (contended 4096x4096: 8-12 s against
+7-8 s, and the trainer slowed more), so the daemon's worker never does this
+(`AnalysisOptions.intra_op_when_alone`); the CLI and the API do.
 
 Why a content-hash cache: SAC target networks start equal to their critics, frozen layers
 do not change between checkpoints, and tied weights appear twice; the spectrum of the same
@@ -24,7 +29,7 @@ import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
@@ -89,20 +94,43 @@ def content_key(unit: Unit) -> tuple[Any, ...] | None:
     return (str(unit.stack.dtype), tuple(unit.stack.shape), unit.eval_scale, digest)
 
 
-def _analyze_cached(unit: Unit, device: torch.device, cache: SpectralCache | None) -> dict[str, Any]:
+def _own_threads(threads: int) -> None:
+    """torch's thread count (and MKL's, under it) belongs to the calling thread: a pool thread
+    sets its own. Left unset, a fresh thread's first MKL call took two threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _analyze_cached(
+    unit: Unit, device: torch.device, cache: SpectralCache | None, threads: int = 1
+) -> dict[str, Any]:
+    """Runs in a pool thread; `threads` > 1 only for a unit that runs alone."""
     key = content_key(unit) if cache is not None else None
     if key is not None and cache is not None:
         found = cache.get(key)
         if found is not None:
             return found
+    _own_threads(threads)
     result = analyze_unit(unit, device)
     if key is not None and cache is not None:
         cache.put(key, result)
     return result
 
 
+def _then(work: Callable[[], object]) -> object:
+    _own_threads(1)
+    return work()
+
+
 def analyze_units(
-    units: Iterable[Unit], threads: int, device: torch.device, cache: SpectralCache | None = CACHE
+    units: Iterable[Unit],
+    threads: int,
+    device: torch.device,
+    cache: SpectralCache | None = CACHE,
+    *,
+    intra_op_when_alone: bool = True,
+    then: Callable[[], object] | None = None,
 ) -> Iterator[tuple[Unit, dict[str, Any]]]:
     """(unit, spectral fields) in the order given; at most `threads` units in flight.
 
@@ -111,28 +139,52 @@ def analyze_units(
     tensors, not by the checkpoint. A free thread takes the next unit even while an earlier,
     bigger one is still running: waiting for results in order left a core idle behind every
     large layer (GPT-2-like set: 1.45 s before, 1.15 s after, both cores ~94% busy). On the
-    CPU every kernel runs single-threaded (see the module doc); on a GPU units go one at a time.
+    CPU every kernel runs single-threaded, unless a unit runs alone and `intra_op_when_alone`
+    (see the module doc); on a GPU units go one at a time.
+
+    `then` (the dead-neuron counts, which read the checkpoint too) runs on the first thread
+    that finds no unit left, while the last units finish, instead of after them on one core
+    (MiniLM-L6: 35-45 ms, ~8% of the whole); it has run, once, when the iteration ends. It
+    waits for a unit running alone, which has every thread.
     """
     workers = max(1, threads) if device.type == "cpu" else 1
-    blas = eigen.single_threaded_blas() if device.type == "cpu" else contextlib.nullcontext()
     source = iter(units)
-    with blas, ThreadPoolExecutor(workers, thread_name_prefix="alphawatch-layer") as pool:
+    following: Unit | None = None  # taken from `source` only to learn whether it was empty
+    with contextlib.ExitStack() as scope:
+        if device.type == "cpu":
+            scope.enter_context(eigen.blas_threads(1))
+        pool = scope.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="alphawatch-layer"))
         ordered: deque[tuple[Unit, Future[dict[str, Any]]]] = deque()
-        running: set[Future[dict[str, Any]]] = set()
+        running: set[Future[Any]] = set()
         exhausted = False
+        alone_unit: Future[dict[str, Any]] | None = None
+        tail: Future[object] | None = None
         while True:
             while not exhausted and len(running) < workers:
-                unit = next(source, None)
+                unit = following if following is not None else next(source, None)
+                following = None
                 if unit is None:
                     exhausted = True
                     break
-                future = pool.submit(_analyze_cached, unit, device, cache)
+                # Look ahead only when every thread is idle, so no extra tensor is ever held.
+                alone = (intra_op_when_alone and workers > 1 and not running
+                         and (following := next(source, None)) is None)
+                if alone:  # OpenBLAS's count is per process; set from a pool thread, it did not take
+                    scope.enter_context(eigen.blas_threads(workers))
+                future = pool.submit(_analyze_cached, unit, device, cache, workers if alone else 1)
+                alone_unit = future if alone else alone_unit
                 ordered.append((dataclasses.replace(unit, stack=None), future))
                 running.add(future)
                 del unit  # the pool holds the tensor until the unit is analyzed, no longer
+            if (then is not None and tail is None and exhausted and len(running) < workers
+                    and (alone_unit is None or alone_unit.done())):
+                tail = pool.submit(_then, then)
+                running.add(tail)
             while ordered and ordered[0][1].done():
                 done, future = ordered.popleft()
                 yield done, future.result()
-            if exhausted and not ordered:
+            if exhausted and not ordered and (then is None or tail is not None):
+                if tail is not None:
+                    tail.result()
                 return
             running = wait(running, return_when=FIRST_COMPLETED).not_done

@@ -38,6 +38,10 @@ class AnalysisOptions:
     seed: int = 0
     # CPU cores for the analysis: layers are spread over this many threads
     threads: int = 1
+    # a layer that runs alone (the last one, the other threads idle) uses all `threads` as
+    # intra-op threads; the daemon turns this off: next to a trainer that holds the cores,
+    # intra-op threads wait on each other (docs/analysis.md, "Layers over threads")
+    intra_op_when_alone: bool = True
     # where eigenvalues are computed: "auto" (CUDA when torch sees a GPU, else CPU), "cpu",
     # "cuda" or "cuda:N"; a GPU is never required
     device: str = "auto"

@@ -27,6 +27,7 @@ be replaced (`recycle`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -78,7 +79,10 @@ class Worker:
         from alphawatch.pipeline import analyze_file
 
         self.torch, self.analyze_file = torch, analyze_file
-        self.options = AnalysisOptions.from_json(settings.get("options") or {})
+        # Next to a trainer, intra-op threads wait on each other for the cores it holds: the
+        # daemon spreads layers over its threads and never gives one layer several.
+        options = AnalysisOptions.from_json(settings.get("options") or {})
+        self.options = dataclasses.replace(options, intra_op_when_alone=False)
         self._warm_up()
 
     def _warm_up(self) -> None:
