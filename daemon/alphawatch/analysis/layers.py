@@ -18,15 +18,17 @@ trainer that owns the cores it is worse than one thread (contended 4096x4096: 8-
 
 Why a content-hash cache: SAC target networks start equal to their critics, frozen layers
 do not change between checkpoints, and tied weights appear twice; the spectrum of the same
-bytes is the same. Keyed by SHA-256 of the bytes plus dtype, shape and pooling scale; the
-cache lives as long as the process (the daemon's worker) and holds small dicts only.
+bytes is the same. Keyed by BLAKE3 of the bytes plus dtype, shape and pooling scale; the
+cache lives as long as the process (the daemon's worker) and holds small dicts only. BLAKE3,
+not hashlib's SHA-256: a cryptographic hash either way (a watched folder is untrusted input,
+so no crafted collision may pass one layer's numbers off as another's), and 4.6x faster here
+(3.6 vs 0.78 GB/s; SHA-256 was ~11% of MiniLM-L6's CPU time).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -80,17 +82,14 @@ CACHE = SpectralCache()
 
 
 def content_key(unit: Unit) -> tuple[Any, ...] | None:
-    """(dtype, shape, scale, sha256 of the bytes) of a unit's stack; None when there is none."""
+    """(dtype, shape, scale, BLAKE3 of the bytes) of a unit's stack; None when there is none."""
+    import blake3
     import torch
 
     if unit.stack is None:
         return None
-    stack = unit.stack.detach().contiguous()
-    raw = stack.view(torch.uint8) if stack.dtype.itemsize == 1 else stack
-    flat = raw.reshape(-1)
-    if flat.dtype in (torch.bfloat16, torch.float16):
-        flat = flat.view(torch.int16)
-    digest = hashlib.sha256(flat.cpu().numpy().data).hexdigest()
+    raw = unit.stack.detach().contiguous().reshape(-1).view(torch.uint8)  # any dtype, as bytes
+    digest = blake3.blake3(raw.cpu().numpy().data).hexdigest()
     return (str(unit.stack.dtype), tuple(unit.stack.shape), unit.eval_scale, digest)
 
 
