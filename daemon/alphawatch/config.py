@@ -127,7 +127,9 @@ class WorkerConfig:
     timeout_seconds: float = key(
         600.0, "one checkpoint's analysis is abandoned (reason `timeout`) after this",
         gt=0, env="ALPHAWATCH_WORKER_TIMEOUT")
-    threads: int = key(1, "CPU threads for the analysis (torch / BLAS); keep it low next to training", ge=1)
+    threads: int = key(1, "CPU threads for the analysis (torch / BLAS); keep it low next to training. Layers "
+                          "are spread over them; with `alphawatch analyze` (not the daemon) a layer left to "
+                          "run alone uses them all", ge=1)
     nice: int = key(10, "scheduling priority of the worker (19 = lowest)", ge=0, le=19)
 
 

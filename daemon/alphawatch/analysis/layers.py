@@ -9,11 +9,11 @@ every core busy without ever waiting on each other.
 
 A unit that runs alone (the last one, with every other thread idle: a checkpoint that is one
 huge matrix) gets the pool's threads as intra-op threads instead, so `threads` cores stay
-busy and no more. On the idle 2-core machine, one 4096x4096 layer: 2.7 s instead of 4.0 s
-(BLAS's own threads split the Gram well, 0.6 vs 1.1 s; splitting it over two of our own
-threads had been slower). The risk above is unchanged and the same advice holds: next to a
-trainer that owns the cores it is worse than one thread (contended 4096x4096: 8-12 s against
-7-8 s, and the trainer slowed more), so the daemon's worker never does this
+busy and no more. On the idle 2-core machine, one 4096x4096 layer: 3.0-3.7 s instead of
+3.9-5.1 s (OpenBLAS's own threads split the syrk well, 0.6-0.8 vs 1.1 s, where splitting it
+over two of our threads had been slower; MKL's eigvalsh 2.4-2.6 vs 3.0-3.8 s). The risk above
+is unchanged: next to a trainer that holds the cores it was worse than one thread (4096x4096:
+8-12 s against 7-8 s, and the trainer lost more), so the daemon's worker never does it
 (`AnalysisOptions.intra_op_when_alone`); the CLI and the API do.
 
 Why a content-hash cache: SAC target networks start equal to their critics, frozen layers
