@@ -118,6 +118,7 @@ def _analyze_cached(
 
 
 def _then(work: Callable[[], object]) -> object:
+    """`analyze_units`' `then`, on a pool thread, single-threaded like a unit."""
     _own_threads(1)
     return work()
 
