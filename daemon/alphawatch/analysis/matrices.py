@@ -96,9 +96,14 @@ def _split_rows(name: str, key: str, kind: str, w: torch.Tensor, parts: tuple[st
     ]
 
 
+def _may_be_layer(tensor: torch.Tensor) -> bool:
+    """A floating-point tensor of 2 or more dimensions; anything else contributes no unit."""
+    return bool(tensor.is_floating_point()) and tensor.dim() >= 2
+
+
 def units_for(name: str, key: str, tensor: torch.Tensor, tensors: Mapping[str, torch.Tensor]) -> list[Unit]:
     """The units one tensor contributes (empty when it is not a layer)."""
-    if not tensor.is_floating_point() or tensor.dim() < 2:
+    if not _may_be_layer(tensor):
         return []
     last = _last_component(name)
     shape = tuple(int(s) for s in tensor.shape)
@@ -144,6 +149,6 @@ def network_units(tensors: Mapping[str, torch.Tensor], keys: Mapping[str, str]) 
     """
     shapes = getattr(tensors, "meta", None)  # a lazily read state dict's shapes, nothing read
     for name in tensors:
-        if shapes is not None and not (shapes[name].is_floating_point() and shapes[name].dim() >= 2):
-            continue  # units_for would return no unit for it
+        if shapes is not None and not _may_be_layer(shapes[name]):
+            continue
         yield from units_for(name, keys.get(name, name), tensors[name], tensors)
